@@ -1,0 +1,29 @@
+# Plain entry points: `make demo` runs the main job on the toy world, `make test` runs the tests.
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: install demo test bench clean-venv
+
+install: $(STAMP)
+
+# Re-runs only when the dependency declarations change; torch is pinned first so pip never
+# reaches for a CUDA build.
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -c constraints.txt torch==2.13.0
+	$(PY) -m pip install -q -c constraints.txt -e ".[dev]"
+	touch $(STAMP)
+
+demo: install
+	$(PY) src/train.py teacher=hinted pressure=positive alpha=2
+
+test: install
+	$(PY) -m pytest -q
+
+bench: install
+	$(PY) -m gopd.bench.logprobs
+
+clean-venv:
+	rm -rf $(VENV)

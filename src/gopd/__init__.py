@@ -1,0 +1,1 @@
+"""gopd: generalized on-policy distillation (G-OPD) mixed with GRPO."""

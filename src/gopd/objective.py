@@ -1,0 +1,305 @@
+"""The G-OPD objective (arXiv 2602.12125) with pressure modes, mixed with GRPO.
+
+Pure tensor math: no models, no I/O, no config objects. Every tensor is over completion
+positions, ``[B, T]`` (``B`` rollouts, ``T`` positions), and ``mask`` is 1 on real completion
+tokens. Symbols follow DESIGN.md section 1:
+
+    s_t = log pi_old(y_t)   student at rollout time, student prompt
+    q_t = log pi_T(y_t)     teacher, teacher prompt (e.g. with the hint)
+    r_t = log pi_ref(y_t)   reference, student prompt
+
+    delta_t = alpha * (q_t - r_t) - (s_t - r_t)
+
+Public, stable API (other code and outside checks import these names): ``token_advantages``,
+``grpo_advantages``, ``mix_advantages``, ``policy_loss``; plus ``opd_diagnostics``.
+"""
+
+from __future__ import annotations
+
+import math
+from numbers import Real
+
+import torch
+from torch import Tensor
+
+PRESSURES = ("full", "positive", "negative", "reversed")
+
+
+# ---------------------------------------------------------------------------------------------
+# validation helpers (each raises a ValueError naming the argument and what would be valid)
+
+
+def _check_alpha(alpha) -> float:
+    if isinstance(alpha, bool) or not isinstance(alpha, Real) or not math.isfinite(alpha) or alpha <= 0:
+        raise ValueError(f"alpha must be a finite number > 0 (1 = OPD, >1 = ExOPD), got {alpha!r}")
+    return float(alpha)
+
+
+def _check_pressure(pressure) -> str:
+    if pressure not in PRESSURES:
+        raise ValueError(f"pressure must be one of {', '.join(PRESSURES)}, got {pressure!r}")
+    return pressure
+
+
+def _check_mix(grpo_mix) -> float:
+    if (
+        isinstance(grpo_mix, bool)
+        or not isinstance(grpo_mix, Real)
+        or not math.isfinite(grpo_mix)
+        or not 0.0 <= grpo_mix <= 1.0
+    ):
+        raise ValueError(f"grpo_mix must be a number in [0, 1] (0 = pure G-OPD, 1 = pure GRPO), got {grpo_mix!r}")
+    return float(grpo_mix)
+
+
+def _check_2d(name: str, x: Tensor, shape: torch.Size | None) -> torch.Size:
+    if not isinstance(x, Tensor) or x.dim() != 2:
+        got = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
+        raise ValueError(f"{name} must be a [B, T] tensor, got {got}")
+    if shape is not None and x.shape != shape:
+        raise ValueError(f"{name} has shape {tuple(x.shape)}, expected {tuple(shape)} like the other [B, T] inputs")
+    return x.shape
+
+
+def _check_1d(name: str, x: Tensor, batch: int) -> None:
+    if not isinstance(x, Tensor) or x.shape != (batch,):
+        got = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
+        raise ValueError(f"{name} must be a [B] tensor with B={batch}, got {got}")
+
+
+def _masked(x: Tensor, mask: Tensor) -> Tensor:
+    # where(), not multiply: padding log-probs may be -inf/nan and 0 * nan is nan.
+    return torch.where(mask.bool(), x, torch.zeros((), dtype=x.dtype, device=x.device))
+
+
+# ---------------------------------------------------------------------------------------------
+# advantages
+
+
+def token_delta(student_logp: Tensor, teacher_logp: Tensor, ref_logp: Tensor | None, *, alpha: float) -> Tensor:
+    """``delta_t = alpha * (q - r) - (s - r)``, written as ``(q - s) + (alpha - 1) * (q - r)``.
+
+    The two forms are equal; the second is bit-exact in the two degenerate cases the tests pin:
+    ``alpha == 1`` (the reference cancels, ``ref_logp`` may then be ``None``) and ``r == q``
+    (``reference=teacher``: alpha is inert).
+    """
+    alpha = _check_alpha(alpha)
+    if ref_logp is None:
+        if alpha != 1.0:
+            raise ValueError(f"ref_logp is required when alpha != 1 (got alpha={alpha}); only alpha=1 ignores the reference")
+        return teacher_logp - student_logp
+    return (teacher_logp - student_logp) + (alpha - 1.0) * (teacher_logp - ref_logp)
+
+
+def apply_pressure(delta: Tensor, pressure: str, correct: Tensor | None = None) -> Tensor:
+    """Map the raw signal to the OPD advantage (elementwise; works for ``[B, T]`` or ``[B, T, V]``).
+
+    full: delta; positive: max(delta, 0); negative: min(delta, 0);
+    reversed (RLRT): max(delta, 0) + c * |min(delta, 0)|, c = 1 on rollouts whose answer verified.
+    """
+    pressure = _check_pressure(pressure)
+    if pressure == "full":
+        return delta
+    if pressure == "positive":
+        return delta.clamp_min(0.0)
+    if pressure == "negative":
+        return delta.clamp_max(0.0)
+    if correct is None:
+        raise ValueError("correct (a [B] bool tensor of verified rollouts) is required for pressure='reversed'")
+    _check_1d("correct", correct, delta.shape[0])
+    c = correct.to(delta.dtype).reshape((-1,) + (1,) * (delta.dim() - 1))
+    return delta.clamp_min(0.0) + c * (-delta.clamp_max(0.0))
+
+
+def token_advantages(
+    student_logp: Tensor,
+    teacher_logp: Tensor,
+    ref_logp: Tensor | None,
+    mask: Tensor,
+    *,
+    alpha: float,
+    pressure: str,
+    correct: Tensor | None = None,
+    clip: float | None = None,
+) -> Tensor:
+    """Per-token G-OPD advantage ``A_t`` ``[B, T]``, exactly 0 where ``mask == 0``.
+
+    ``A_t = clamp(pressure(delta_t), -clip, clip)``; a constant for the loss (detached).
+    ``ref_logp`` may be ``None`` only when ``alpha == 1``.
+    """
+    _check_alpha(alpha)
+    _check_pressure(pressure)
+    shape = _check_2d("student_logp", student_logp, None)
+    _check_2d("teacher_logp", teacher_logp, shape)
+    if ref_logp is not None:
+        _check_2d("ref_logp", ref_logp, shape)
+    _check_2d("mask", mask, shape)
+    if clip is not None and (isinstance(clip, bool) or not isinstance(clip, Real) or not clip > 0):
+        raise ValueError(f"clip must be a number > 0 or None (off), got {clip!r}")
+    with torch.no_grad():
+        delta = token_delta(student_logp.detach(), teacher_logp.detach(),
+                            None if ref_logp is None else ref_logp.detach(), alpha=alpha)
+        adv = apply_pressure(delta, pressure, correct)
+        if clip is not None:
+            adv = adv.clamp(-float(clip), float(clip))
+        return _masked(adv, mask)
+
+
+def grpo_advantages(rewards: Tensor, group_ids: Tensor, *, scale: bool = True) -> Tensor:
+    """GRPO outcome advantage per rollout ``[B]``: ``(R_i - mean_g R) / (std_g R + 1e-6)``.
+
+    ``std`` is the unbiased (Bessel-corrected) group std, as ``torch.std`` in TRL and verl.
+    ``scale=False`` drops the division (Dr. GRPO). A group whose rewards are all equal (or a
+    group of one) gives exactly 0. Group ids need not be contiguous or sorted.
+    """
+    if not isinstance(rewards, Tensor) or rewards.dim() != 1:
+        raise ValueError(f"rewards must be a [B] tensor, got {getattr(rewards, 'shape', type(rewards).__name__)}")
+    _check_1d("group_ids", group_ids, rewards.shape[0])
+    rewards = rewards.detach().to(torch.float32 if not rewards.is_floating_point() else rewards.dtype)
+    _, inv = torch.unique(group_ids, return_inverse=True)
+    n_groups = int(inv.max()) + 1 if inv.numel() else 0
+    zeros = torch.zeros(n_groups, dtype=rewards.dtype, device=rewards.device)
+    count = zeros.index_add(0, inv, torch.ones_like(rewards))
+    mean = zeros.index_add(0, inv, rewards) / count
+    centred = rewards - mean[inv]
+    sq = zeros.index_add(0, inv, centred.square())
+    std = torch.sqrt(sq / (count - 1).clamp_min(1.0))
+    lo = torch.full_like(zeros, math.inf).scatter_reduce(0, inv, rewards, reduce="amin")
+    hi = torch.full_like(zeros, -math.inf).scatter_reduce(0, inv, rewards, reduce="amax")
+    adv = centred / (std[inv] + 1e-6) if scale else centred
+    return torch.where((hi == lo)[inv], torch.zeros_like(adv), adv)
+
+
+def mix_advantages(opd: Tensor, grpo: Tensor, grpo_mix: float, mask: Tensor) -> Tensor:
+    """``A_t = (1 - m) * A_t(OPD) + m * G_i`` ``[B, T]``, 0 where ``mask == 0``.
+
+    The endpoints are exact: ``m = 0`` returns the OPD advantage untouched and ``m = 1`` never
+    reads it (so a run with no teacher may pass zeros or even nan there).
+    """
+    m = _check_mix(grpo_mix)
+    shape = _check_2d("opd", opd, None)
+    _check_2d("mask", mask, shape)
+    _check_1d("grpo", grpo, shape[0])
+    g = grpo.to(opd.dtype)[:, None].expand(shape)
+    if m == 0.0:
+        mixed = opd
+    elif m == 1.0:
+        mixed = g
+    else:
+        mixed = (1.0 - m) * opd + m * g
+    return _masked(mixed, mask)
+
+
+# ---------------------------------------------------------------------------------------------
+# loss
+
+
+def token_mean(x: Tensor, mask: Tensor) -> Tensor:
+    """Mean of ``x`` over real tokens of the whole batch (not per sequence)."""
+    return _masked(x, mask).sum() / mask.sum().clamp_min(1)
+
+
+def policy_loss(
+    logp: Tensor,
+    old_logp: Tensor,
+    advantages: Tensor,
+    mask: Tensor,
+    *,
+    eps_low: float = 0.2,
+    eps_high: float = 0.2,
+    rollout_logp: Tensor | None = None,
+    tis_cap: float = 5.0,
+) -> Tensor:
+    """PPO-clip policy loss, token-mean over every completion token in the batch.
+
+        rho  = exp(logp - old_logp)
+        loss = -mean_t w_t * min(rho * A, clamp(rho, 1 - eps_low, 1 + eps_high) * A)
+
+    ``w_t = min(exp(old_logp - rollout_logp), tis_cap)`` (truncated importance sampling) when the
+    rollout engine's own log-probs are given (vLLM), else 1. ``advantages``, ``old_logp`` and
+    ``rollout_logp`` are constants; the gradient flows through ``logp`` only.
+    """
+    shape = _check_2d("logp", logp, None)
+    _check_2d("old_logp", old_logp, shape)
+    _check_2d("advantages", advantages, shape)
+    _check_2d("mask", mask, shape)
+    if rollout_logp is not None:
+        _check_2d("rollout_logp", rollout_logp, shape)
+    if not (0 <= eps_low < 1 and eps_high >= 0):
+        raise ValueError(f"eps_low must be in [0, 1) and eps_high >= 0, got eps_low={eps_low}, eps_high={eps_high}")
+    if not tis_cap > 0:
+        raise ValueError(f"tis_cap must be > 0, got {tis_cap}")
+    keep = mask.bool()
+    zero = torch.zeros((), dtype=logp.dtype, device=logp.device)
+    adv = torch.where(keep, advantages.detach(), zero)
+    log_ratio = torch.where(keep, logp - old_logp.detach(), zero)
+    ratio = torch.exp(log_ratio)
+    surrogate = torch.minimum(ratio * adv, ratio.clamp(1.0 - eps_low, 1.0 + eps_high) * adv)
+    if rollout_logp is not None:
+        gap = torch.where(keep, old_logp.detach() - rollout_logp.detach(), zero)
+        surrogate = surrogate * torch.exp(gap).clamp_max(tis_cap)
+    return -token_mean(surrogate, mask)
+
+
+# ---------------------------------------------------------------------------------------------
+# diagnostics
+
+
+def opd_diagnostics(
+    student_logp: Tensor,
+    teacher_logp: Tensor | None,
+    ref_logp: Tensor | None,
+    mask: Tensor,
+    opd_adv: Tensor | None,
+    grpo_adv: Tensor | None = None,
+    group_ids: Tensor | None = None,
+) -> dict[str, float]:
+    """Batch diagnostics of the distillation signal, as floats (W&B slash names).
+
+    All means are over real completion tokens of the batch (``N`` = ``mask.sum()``):
+
+    - ``opd/pos_mass``  sum of ``max(A_opd, 0)`` / N: how much the update pushes tokens up.
+    - ``opd/neg_mass``  sum of ``max(-A_opd, 0)`` / N (a magnitude, >= 0): how much it pushes down.
+    - ``opd/pos_frac``  fraction of tokens with ``A_opd > 0``.
+    - ``opd/teacher_kl`` mean of ``s - q``: sampled-token (k1) estimate of KL(student || teacher).
+    - ``opd/ref_kl``    mean of ``s - r``: the same estimate of KL(student || reference).
+    - ``opd/max_shock`` max over tokens of ``|q - s|``: the largest per-token teacher/student
+      disagreement (the seed note's "KL shock"; alpha- and pressure-independent).
+    - ``grpo/zero_std_frac`` fraction of groups whose GRPO advantages are all 0 (all rewards
+      equal: no outcome signal); per rollout when ``group_ids`` is not given.
+    - ``mix/sign_agreement`` over rollouts where both are non-zero, the fraction whose summed
+      OPD advantage has the sign of their GRPO advantage (nan when there is none).
+
+    Terms whose inputs are ``None`` (no teacher, no GRPO) are omitted.
+    """
+    keep = mask.bool()
+    n = keep.sum().clamp_min(1)
+    out: dict[str, float] = {}
+
+    def mean(x: Tensor) -> float:
+        return float(_masked(x, mask).sum() / n)
+
+    if opd_adv is not None:
+        out["opd/pos_mass"] = mean(opd_adv.clamp_min(0))
+        out["opd/neg_mass"] = mean((-opd_adv).clamp_min(0))
+        out["opd/pos_frac"] = mean((opd_adv > 0).to(student_logp.dtype))
+    if teacher_logp is not None:
+        out["opd/teacher_kl"] = mean(student_logp - teacher_logp)
+        gap = _masked((teacher_logp - student_logp).abs(), mask)
+        out["opd/max_shock"] = float(gap.max()) if keep.any() else 0.0
+    if ref_logp is not None:
+        out["opd/ref_kl"] = mean(student_logp - ref_logp)
+    if grpo_adv is not None:
+        zero = grpo_adv == 0
+        if group_ids is not None:
+            _, inv = torch.unique(group_ids, return_inverse=True)
+            nonzero_in_group = torch.zeros(int(inv.max()) + 1, device=inv.device).index_add(0, inv, (~zero).float())
+            out["grpo/zero_std_frac"] = float((nonzero_in_group == 0).float().mean())
+        else:
+            out["grpo/zero_std_frac"] = float(zero.float().mean())
+        if opd_adv is not None:
+            summed = _masked(opd_adv, mask).sum(dim=1)
+            both = (summed != 0) & ~zero
+            agree = (torch.sign(summed) == torch.sign(grpo_adv)) & both
+            out["mix/sign_agreement"] = float(agree.sum() / both.sum()) if both.any() else float("nan")
+    return out

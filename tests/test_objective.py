@@ -1,0 +1,347 @@
+"""The G-OPD objective against hand-computed values and the properties of DESIGN.md section 1."""
+
+import math
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gopd.objective import (
+    PRESSURES,
+    grpo_advantages,
+    mix_advantages,
+    opd_diagnostics,
+    policy_loss,
+    token_advantages,
+)
+
+# One rollout of 4 tokens (the last is padding), hand-picked so every pressure mode differs.
+S = torch.tensor([[-1.0, -2.0, -0.5, 7.0]])
+Q = torch.tensor([[-0.5, -3.0, -0.5, 9.0]])
+R = torch.tensor([[-1.5, -2.0, -1.0, 3.0]])
+M = torch.tensor([[1.0, 1.0, 1.0, 0.0]])
+# delta = alpha * (q - r) - (s - r), alpha = 2:
+#   t0: 2 * (1.0) - (0.5)  =  1.5
+#   t1: 2 * (-1.0) - (0.0) = -2.0
+#   t2: 2 * (0.5) - (0.5)  =  0.5
+DELTA_A2 = torch.tensor([[1.5, -2.0, 0.5, 0.0]])
+
+
+def adv(pressure, **kw):
+    kw.setdefault("alpha", 2.0)
+    return token_advantages(S, Q, R, M, pressure=pressure, **kw)
+
+
+# --------------------------------------------------------------------------------- hand-computed
+
+
+def test_full_pressure_is_delta():
+    assert torch.equal(adv("full"), DELTA_A2)
+
+
+def test_positive_pressure_hand_computed():
+    assert torch.equal(adv("positive"), torch.tensor([[1.5, 0.0, 0.5, 0.0]]))
+
+
+def test_negative_pressure_hand_computed():
+    assert torch.equal(adv("negative"), torch.tensor([[0.0, -2.0, 0.0, 0.0]]))
+
+
+def test_reversed_pressure_hand_computed():
+    assert torch.equal(adv("reversed", correct=torch.tensor([True])), torch.tensor([[1.5, 2.0, 0.5, 0.0]]))
+    assert torch.equal(adv("reversed", correct=torch.tensor([False])), torch.tensor([[1.5, 0.0, 0.5, 0.0]]))
+
+
+@pytest.mark.parametrize(
+    "pressure,expected",
+    [
+        ("full", [[1.0, -1.0, 0.5, 0.0]]),
+        ("positive", [[1.0, 0.0, 0.5, 0.0]]),
+        ("negative", [[0.0, -1.0, 0.0, 0.0]]),
+        ("reversed", [[1.0, 1.0, 0.5, 0.0]]),
+    ],
+)
+def test_clip_applies_after_pressure(pressure, expected):
+    out = adv(pressure, clip=1.0, correct=torch.tensor([True]))
+    assert torch.equal(out, torch.tensor(expected))
+
+
+def test_alpha_one_is_standard_opd_hand_computed():
+    # alpha = 1: delta = q - s = [0.5, -1.0, 0.0]
+    out = token_advantages(S, Q, R, M, alpha=1.0, pressure="full")
+    assert torch.equal(out, torch.tensor([[0.5, -1.0, 0.0, 0.0]]))
+
+
+def test_alpha_below_one_interpolates_toward_reference():
+    # alpha = 0.5: delta = 0.5 * (q - r) - (s - r) -> [0.0, -0.5, -0.25]
+    out = token_advantages(S, Q, R, M, alpha=0.5, pressure="full")
+    assert torch.allclose(out, torch.tensor([[0.0, -0.5, -0.25, 0.0]]))
+
+
+# ------------------------------------------------------------------------------------ properties
+
+
+def rand_batch(b=5, t=7, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    s, q, r = (-torch.rand(b, t, generator=g) * 5 for _ in range(3))
+    mask = (torch.rand(b, t, generator=g) > 0.3).float()
+    return s, q, r, mask
+
+
+@pytest.mark.parametrize("pressure", PRESSURES)
+def test_alpha_one_ignores_reference(pressure):
+    s, q, r, m = rand_batch()
+    correct = torch.tensor([True, False, True, False, True])
+    a = token_advantages(s, q, r, m, alpha=1.0, pressure=pressure, correct=correct)
+    b = token_advantages(s, q, r * 3 - 10, m, alpha=1.0, pressure=pressure, correct=correct)
+    c = token_advantages(s, q, None, m, alpha=1.0, pressure=pressure, correct=correct)
+    assert torch.equal(a, b) and torch.equal(a, c)
+
+
+@pytest.mark.parametrize("pressure", PRESSURES)
+def test_reference_equal_teacher_makes_alpha_inert(pressure):
+    s, q, _, m = rand_batch()
+    correct = torch.tensor([True, False, True, False, True])
+    outs = [token_advantages(s, q, q, m, alpha=a, pressure=pressure, correct=correct) for a in (0.3, 1.0, 2.0, 7.0)]
+    for o in outs[1:]:
+        assert torch.equal(o, outs[0])
+
+
+def test_positive_never_negative_and_negative_never_positive():
+    s, q, r, m = rand_batch(8, 16)
+    assert (token_advantages(s, q, r, m, alpha=1.7, pressure="positive") >= 0).all()
+    assert (token_advantages(s, q, r, m, alpha=1.7, pressure="negative") <= 0).all()
+
+
+def test_reversed_is_positive_on_wrong_and_abs_delta_on_correct():
+    s, q, r, m = rand_batch()
+    correct = torch.tensor([True, False, True, False, False])
+    rev = token_advantages(s, q, r, m, alpha=1.5, pressure="reversed", correct=correct)
+    pos = token_advantages(s, q, r, m, alpha=1.5, pressure="positive")
+    full = token_advantages(s, q, r, m, alpha=1.5, pressure="full")
+    assert torch.equal(rev[~correct], pos[~correct])
+    assert torch.allclose(rev[correct], full[correct].abs())
+
+
+@pytest.mark.parametrize("pressure", PRESSURES)
+def test_masked_positions_are_exactly_zero_even_with_nonfinite_padding(pressure):
+    s, q, r, m = rand_batch()
+    pad = m == 0
+    s, q = s.masked_fill(pad, float("nan")), q.masked_fill(pad, -float("inf"))
+    out = token_advantages(s, q, r, m, alpha=2.0, pressure=pressure, correct=torch.ones(5, dtype=torch.bool))
+    assert torch.isfinite(out).all()
+    assert (out[pad] == 0).all()
+
+
+def test_student_equal_teacher_alpha_one_gives_zero():
+    s, _, r, m = rand_batch()
+    for p in PRESSURES:
+        out = token_advantages(s, s.clone(), r, m, alpha=1.0, pressure=p, correct=torch.ones(5, dtype=torch.bool))
+        assert (out == 0).all()
+
+
+def test_advantages_carry_no_gradient():
+    s, q, r, m = rand_batch()
+    q.requires_grad_(True)
+    out = token_advantages(s, q, r, m, alpha=2.0, pressure="full")
+    assert not out.requires_grad
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    b=st.integers(1, 6),
+    t=st.integers(1, 9),
+    alpha=st.floats(0.05, 8.0),
+    seed=st.integers(0, 10_000),
+    pressure=st.sampled_from(PRESSURES),
+)
+def test_property_matches_reference_formula(b, t, alpha, seed, pressure):
+    g = torch.Generator().manual_seed(seed)
+    s, q, r = (-torch.rand(b, t, generator=g, dtype=torch.float64) * 6 for _ in range(3))
+    m = (torch.rand(b, t, generator=g) > 0.4).double()
+    correct = torch.rand(b, generator=g) > 0.5
+    out = token_advantages(s, q, r, m, alpha=alpha, pressure=pressure, correct=correct)
+    delta = alpha * (q - r) - (s - r)
+    expected = {
+        "full": delta,
+        "positive": delta.clamp_min(0),
+        "negative": delta.clamp_max(0),
+        "reversed": delta.clamp_min(0) + correct.double()[:, None] * delta.clamp_max(0).abs(),
+    }[pressure] * m
+    assert torch.allclose(out, expected, atol=1e-12)
+
+
+# ------------------------------------------------------------------------------------------ GRPO
+
+
+def test_grpo_hand_computed():
+    rewards = torch.tensor([1.0, 0.0, 0.0, 1.0, 1.0, 1.0])
+    groups = torch.tensor([0, 0, 0, 1, 1, 1])
+    out = grpo_advantages(rewards, groups)
+    # group 0: mean 1/3, unbiased std = sqrt(((2/3)^2 + 2 (1/3)^2) / 2) = sqrt(1/3)
+    std = math.sqrt(1 / 3)
+    expected = torch.tensor([(2 / 3) / (std + 1e-6), (-1 / 3) / (std + 1e-6), (-1 / 3) / (std + 1e-6), 0, 0, 0])
+    assert torch.allclose(out, expected, atol=1e-6)
+
+
+def test_grpo_without_std_scaling():
+    out = grpo_advantages(torch.tensor([1.0, 0.0, 1.0, 0.0]), torch.tensor([3, 3, 3, 3]), scale=False)
+    assert torch.allclose(out, torch.tensor([0.5, -0.5, 0.5, -0.5]))
+
+
+def test_grpo_all_equal_group_is_zero_and_ids_need_not_be_sorted():
+    rewards = torch.tensor([0.3, 1.0, 0.3, 0.0, 0.3])
+    groups = torch.tensor([7, 2, 7, 2, 7])
+    out = grpo_advantages(rewards, groups)
+    assert (out[groups == 7] == 0).all()
+    assert out[1] > 0 > out[3]
+
+
+def test_grpo_singleton_group_is_zero():
+    out = grpo_advantages(torch.tensor([1.0, 0.0, 1.0]), torch.tensor([0, 1, 1]))
+    assert out[0] == 0 and torch.isfinite(out).all()
+
+
+# ------------------------------------------------------------------------------------------- mix
+
+
+def test_mix_endpoints_and_midpoint():
+    opd = torch.tensor([[1.0, 2.0, 3.0], [-1.0, 0.0, 4.0]])
+    g = torch.tensor([10.0, -10.0])
+    m = torch.tensor([[1.0, 1.0, 0.0], [1.0, 1.0, 1.0]])
+    assert torch.equal(mix_advantages(opd, g, 0.0, m), opd * m)
+    assert torch.equal(mix_advantages(opd, g, 1.0, m), torch.tensor([[10.0, 10.0, 0.0], [-10.0, -10.0, -10.0]]))
+    half = mix_advantages(opd, g, 0.25, m)
+    assert torch.allclose(half, torch.tensor([[3.25, 4.0, 0.0], [-3.25, -2.5, 0.5]]))
+
+
+def test_mix_one_ignores_teacher_even_if_nan():
+    opd = torch.full((2, 3), float("nan"))
+    out = mix_advantages(opd, torch.tensor([1.0, -1.0]), 1.0, torch.ones(2, 3))
+    assert torch.equal(out, torch.tensor([[1.0] * 3, [-1.0] * 3]))
+
+
+# -------------------------------------------------------------------------------------- the loss
+
+
+def test_policy_loss_gradient_at_old_policy_is_minus_advantage_over_tokens():
+    s, _, _, m = rand_batch()
+    a = torch.randn(5, 7)
+    logp = s.clone().requires_grad_(True)
+    loss = policy_loss(logp, s, a, m)
+    loss.backward()
+    n = m.sum()
+    assert torch.allclose(logp.grad, -a * m / n, atol=1e-7)
+    assert torch.allclose(loss, -(a * m).sum() / n)
+
+
+@pytest.mark.parametrize(
+    "log_ratio,advantage,grad_flows",
+    [
+        (math.log(1.5), 1.0, False),  # A > 0, rho > 1 + eps_high: clipped, no gradient
+        (math.log(0.5), 1.0, True),  # A > 0, rho < 1 - eps_low: unclipped side
+        (math.log(0.5), -1.0, False),  # A < 0, rho < 1 - eps_low: clipped
+        (math.log(1.5), -1.0, True),  # A < 0, rho > 1 + eps_high: unclipped side
+        (math.log(1.1), 1.0, True),  # inside the trust region
+    ],
+)
+def test_policy_loss_clip_side(log_ratio, advantage, grad_flows):
+    old = torch.tensor([[-1.0]])
+    logp = (old + log_ratio).requires_grad_(True)
+    policy_loss(logp, old, torch.tensor([[advantage]]), torch.ones(1, 1), eps_low=0.2, eps_high=0.2).backward()
+    assert (logp.grad.abs().item() > 0) == grad_flows
+
+
+def test_policy_loss_asymmetric_eps():
+    old = torch.tensor([[-1.0]])
+    logp = (old + math.log(1.25)).requires_grad_(True)
+    # eps_high=0.28 (DAPO's clip-higher) keeps rho=1.25 inside the region for A > 0
+    policy_loss(logp, old, torch.tensor([[1.0]]), torch.ones(1, 1), eps_high=0.28).backward()
+    assert logp.grad.abs().item() > 0
+
+
+def test_policy_loss_truncated_importance_weight():
+    old = torch.tensor([[-1.0, -1.0]])
+    rollout = torch.tensor([[-1.5, -4.0]])  # w = exp(0.5) and exp(3) -> capped at 5
+    logp = old.clone().requires_grad_(True)
+    loss = policy_loss(logp, old, torch.ones(1, 2), torch.ones(1, 2), rollout_logp=rollout, tis_cap=5.0)
+    assert torch.allclose(loss, -(torch.tensor(math.exp(0.5)) + 5.0) / 2)
+
+
+def test_policy_loss_ignores_masked_nonfinite():
+    logp = torch.tensor([[-1.0, float("nan")]], requires_grad=True)
+    loss = policy_loss(logp, torch.tensor([[-1.0, -float("inf")]]), torch.tensor([[2.0, float("nan")]]),
+                       torch.tensor([[1.0, 0.0]]))
+    loss.backward()
+    assert loss.item() == -2.0 and torch.isfinite(logp.grad).all()
+
+
+# ----------------------------------------------------------------------------------- diagnostics
+
+
+def test_diagnostics_hand_computed():
+    s = torch.tensor([[-1.0, -2.0, -0.5], [-1.0, -1.0, 0.0]])
+    q = torch.tensor([[-0.5, -3.0, -0.5], [-2.0, -1.0, 0.0]])
+    r = torch.tensor([[-1.0, -1.0, -1.0], [-1.0, -1.0, 0.0]])
+    m = torch.tensor([[1.0, 1.0, 1.0], [1.0, 1.0, 0.0]])
+    a = token_advantages(s, q, r, m, alpha=1.0, pressure="full")  # [[.5,-1,0],[-1,0,0]]
+    g = torch.tensor([1.0, 1.0])
+    d = opd_diagnostics(s, q, r, m, a, g, torch.tensor([0, 1]))
+    assert d["opd/pos_mass"] == pytest.approx(0.5 / 5)
+    assert d["opd/neg_mass"] == pytest.approx(2.0 / 5)
+    assert d["opd/pos_frac"] == pytest.approx(1 / 5)
+    assert d["opd/teacher_kl"] == pytest.approx((-0.5 + 1.0 + 0.0 + 1.0 + 0.0) / 5)
+    assert d["opd/ref_kl"] == pytest.approx((0.0 - 1.0 + 0.5 + 0.0 + 0.0) / 5)
+    assert d["opd/max_shock"] == pytest.approx(1.0)
+    assert d["grpo/zero_std_frac"] == 0.0
+    # rollout 0 sums to -0.5 (disagrees with +1), rollout 1 to -1 (disagrees)
+    assert d["mix/sign_agreement"] == 0.0
+
+
+def test_diagnostics_zero_std_groups():
+    g = grpo_advantages(torch.tensor([1.0, 1.0, 0.0, 1.0]), torch.tensor([0, 0, 1, 1]))
+    s = torch.zeros(4, 2)
+    d = opd_diagnostics(s, None, None, torch.ones(4, 2), None, g, torch.tensor([0, 0, 1, 1]))
+    assert d["grpo/zero_std_frac"] == 0.5
+    assert "opd/pos_mass" not in d and "mix/sign_agreement" not in d
+
+
+# ----------------------------------------------------------------------------------- validation
+
+
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        ({"alpha": 0.0, "pressure": "full"}, "alpha"),
+        ({"alpha": -1.0, "pressure": "full"}, "alpha"),
+        ({"alpha": float("nan"), "pressure": "full"}, "alpha"),
+        ({"alpha": "2", "pressure": "full"}, "alpha"),
+        ({"alpha": 1.0, "pressure": "positiv"}, "pressure must be one of full, positive, negative, reversed"),
+        ({"alpha": 1.0, "pressure": "reversed"}, "correct"),
+        ({"alpha": 1.0, "pressure": "full", "clip": 0.0}, "clip"),
+    ],
+)
+def test_token_advantages_rejects_bad_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        token_advantages(S, Q, R, M, **kwargs)
+
+
+def test_shape_mismatch_names_the_argument():
+    with pytest.raises(ValueError, match="teacher_logp"):
+        token_advantages(S, Q[:, :2], R, M, alpha=1.0, pressure="full")
+    with pytest.raises(ValueError, match="correct"):
+        token_advantages(S, Q, R, M, alpha=1.0, pressure="reversed", correct=torch.tensor([True, False]))
+    with pytest.raises(ValueError, match="ref_logp is required"):
+        token_advantages(S, Q, None, M, alpha=2.0, pressure="full")
+
+
+@pytest.mark.parametrize("m", [-0.1, 1.5, float("nan"), True])
+def test_mix_rejects_out_of_range(m):
+    with pytest.raises(ValueError, match=r"grpo_mix must be a number in \[0, 1\]"):
+        mix_advantages(torch.zeros(1, 2), torch.zeros(1), m, torch.ones(1, 2))
+
+
+def test_grpo_rejects_mismatched_groups():
+    with pytest.raises(ValueError, match="group_ids"):
+        grpo_advantages(torch.zeros(3), torch.zeros(2, dtype=torch.long))
