@@ -1,0 +1,176 @@
+"""The LightningModule: one G-OPD step, orchestrated.
+
+    rollout -> score (s, q, r) -> verify (R) -> advantages -> loss -> update -> sync
+
+Every stage is a call into its own module; this file only wires them and times them.
+Optimization is manual so that the step reads top to bottom and a non-finite step can be
+skipped before it touches the weights.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Mapping, Sequence
+
+import lightning as L
+import torch
+
+from gopd import objective
+from gopd.evaluate import gap_closed, greedy_accuracy, scorer_accuracy
+from gopd.rollout import RolloutBatch, decode
+from gopd.scoring import completion_logprobs
+from gopd.teachers import SAME_AS_TEACHER
+from gopd.verifier import verify_batch
+
+
+class GOPDModule(L.LightningModule):
+    def __init__(self, cfg, *, student, tokenizer, rollout, teacher, reference, ema, student_prompts,
+                 eval_rows: Sequence[Mapping], frozen_models: Sequence[torch.nn.Module] = ()):
+        super().__init__()
+        self.automatic_optimization = False
+        self.cfg = cfg
+        self.student = student
+        self.tokenizer = tokenizer
+        self.rollout = rollout
+        self.teacher = teacher            # Scorer or None (pure GRPO)
+        self.reference = reference        # Scorer, SAME_AS_TEACHER, or None (alpha = 1)
+        self.ema = list(ema)
+        self.student_prompts = student_prompts
+        self.eval_rows = list(eval_rows)
+        self._frozen = list(frozen_models)  # not submodules: never optimized or checkpointed
+        self.skipped_steps = 0
+        self.batches = 0                  # rollout batches done: the "step" of every logged row
+        self.tokens_seen = 0
+        self.summary: dict = {}
+
+    # ------------------------------------------------------------------------------- set-up
+    def on_fit_start(self) -> None:
+        for m in self._frozen + [e.model for e in self.ema]:
+            m.to(self.device)
+
+    def configure_optimizers(self):
+        o = self.cfg.optim
+        opt = torch.optim.AdamW(self.student.parameters(), lr=o.lr, betas=tuple(o.betas), weight_decay=o.weight_decay)
+        warmup = max(int(o.warmup_steps), 0)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: min(1.0, (step + 1) / (warmup + 1)))
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    # --------------------------------------------------------------------------- one step
+    def training_step(self, rows: list[dict], batch_idx: int):
+        cfg, pad = self.cfg, self.tokenizer.pad_token_id
+        t0 = time.perf_counter()
+
+        batch = self.rollout.sample(rows)                                                   # rollout
+        t1 = time.perf_counter()
+
+        logp = completion_logprobs(self.student, batch.prompt_ids, batch.completion_ids,   # score
+                                   batch.mask, pad, chunk_size=cfg.loss.chunk_size)
+        old = logp.detach()  # one update per rollout batch: pi_old is the current policy
+        q, r = self._teacher_and_reference(batch, pad)
+        t2 = time.perf_counter()
+
+        rewards = self._verify(batch)                                                       # verify
+
+        adv, opd, grpo = self._advantages(batch, old, q, r, rewards)                        # advantages
+        loss = objective.policy_loss(logp, old, adv, batch.mask,                            # loss
+                                     eps_low=cfg.loss.eps_low, eps_high=cfg.loss.eps_high,
+                                     rollout_logp=batch.rollout_logp, tis_cap=cfg.loss.tis_cap)
+
+        grad_norm = self._update(loss, finite_inputs=bool(torch.isfinite(adv).all()))       # update
+        self.rollout.sync(self.student)                                                     # sync
+        t3 = time.perf_counter()
+
+        n_tok = batch.num_tokens
+        self.tokens_seen += n_tok
+        metrics = {
+            "train/reward": float(rewards.mean()),
+            "train/response_len": n_tok / len(batch.rows),
+            "loss": float(loss.detach()),
+            "grad_norm": grad_norm,
+            "train/skipped_steps": self.skipped_steps,
+            "train/lr": self.optimizers().param_groups[0]["lr"],
+            "perf/rollout_s": t1 - t0,
+            "perf/score_s": t2 - t1,
+            "perf/update_s": t3 - t2,
+            "perf/tokens_per_s": n_tok / max(t3 - t0, 1e-9),
+        }
+        metrics.update(objective.opd_diagnostics(old, q, r, batch.mask, opd, grpo, batch.group_ids))
+        self.emit(metrics, self.batches)
+        self.batches += 1
+        progress = {"reward": metrics["train/reward"], "eval_acc": self.summary.get("eval/accuracy_final", math.nan)}
+        self.log_dict(progress, prog_bar=True, logger=False, batch_size=len(batch.rows))
+
+    def _teacher_and_reference(self, batch: RolloutBatch, pad: int):
+        q = r = None
+        if self.teacher is not None:
+            q = self.teacher.score(batch.rows, batch.completion_ids, batch.mask, pad)
+            if self.reference == SAME_AS_TEACHER:
+                r = q
+            elif self.reference is not None:
+                r = self.reference.score(batch.rows, batch.completion_ids, batch.mask, pad)
+        return q, r
+
+    def _verify(self, batch: RolloutBatch) -> torch.Tensor:
+        texts = decode(self.tokenizer, batch.completion_ids, batch.mask)
+        answers = [str(row[self.cfg.data.answer_field]) for row in batch.rows]
+        return torch.tensor(verify_batch(texts, answers), dtype=torch.float32, device=batch.mask.device)
+
+    def _advantages(self, batch: RolloutBatch, old, q, r, rewards):
+        cfg = self.cfg
+        opd = grpo = None
+        if q is not None:
+            opd = objective.token_advantages(old, q, r, batch.mask, alpha=cfg.alpha, pressure=cfg.pressure.name,
+                                             correct=rewards > 0.5, clip=cfg.pressure.get("clip"))
+        if cfg.grpo_mix > 0:
+            grpo = objective.grpo_advantages(rewards, batch.group_ids, scale=cfg.grpo.scale)
+        adv = objective.mix_advantages(opd if opd is not None else torch.zeros_like(old),
+                                       grpo if grpo is not None else torch.zeros_like(rewards),
+                                       cfg.grpo_mix, batch.mask)
+        return adv, opd, grpo
+
+    def _update(self, loss: torch.Tensor, *, finite_inputs: bool) -> float:
+        """Backward, clip, step; a step with a non-finite advantage, loss or gradient is skipped."""
+        opt, sched = self.optimizers(), self.lr_schedulers()
+        opt.zero_grad(set_to_none=True)
+        if not (finite_inputs and torch.isfinite(loss)):
+            self.skipped_steps += 1
+            return math.nan
+        self.manual_backward(loss)
+        norm = torch.nn.utils.clip_grad_norm_(self.student.parameters(), self.cfg.optim.grad_clip)
+        if not torch.isfinite(norm):
+            opt.zero_grad(set_to_none=True)
+            self.skipped_steps += 1
+            return math.nan
+        opt.step()
+        sched.step()
+        for e in self.ema:
+            e.update(self.student)
+        return float(norm)
+
+    # --------------------------------------------------------------------------- evaluation
+    def evaluate(self, step: int, *, with_teacher: bool = False) -> dict[str, float]:
+        """Held-out greedy accuracy of the student (and once, of the teacher) -> logged metrics."""
+        cfg = self.cfg
+        kw = dict(answer_field=cfg.data.answer_field, domain_field=cfg.data.domain_field,
+                  max_new_tokens=cfg.eval.max_new_tokens, batch_size=cfg.eval.batch_size)
+        res = greedy_accuracy(self.student, self.tokenizer, self.student_prompts, self.eval_rows, **kw)
+        metrics = {f"eval/{k}": v for k, v in res.items()}
+        if with_teacher and self.teacher is not None:
+            t = scorer_accuracy(self.teacher, self.tokenizer, self.eval_rows, **kw)
+            metrics.update({f"teacher/{k}": v for k, v in t.items()})
+            self.summary["teacher/accuracy"] = t["accuracy"]
+        self.summary.setdefault("eval/accuracy_initial", res["accuracy"])
+        self.summary.setdefault("eval/response_len_initial", res["response_len"])
+        closed = gap_closed(self.summary["eval/accuracy_initial"], res["accuracy"], self.summary.get("teacher/accuracy"))
+        if closed is not None:
+            metrics["eval/gap_closed"] = closed
+        self.summary.update({"eval/accuracy_final": res["accuracy"], "eval/response_len_final": res["response_len"],
+                             "eval/gap_closed": closed})
+        self.emit(metrics, step)
+        return metrics
+
+    def emit(self, metrics: dict, step: int) -> None:
+        """Write one step's metrics to every logger (metrics.csv, W&B) under an explicit step."""
+        for lg in self.trainer.loggers:
+            lg.log_metrics(metrics, step=step)

@@ -1,0 +1,73 @@
+"""Checkpoints: path resolution and a pool that loads each distinct frozen model once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def resolve_checkpoint(path: str, toy_variant: str = "full") -> str:
+    """``toy://NAME`` -> the built toy world's directory (built on first use); others unchanged."""
+    if isinstance(path, str) and path.startswith("toy://"):
+        from gopd.toy.build import resolve_path
+
+        return resolve_path(path, toy_variant)
+    return path
+
+
+def is_local(path: str) -> bool:
+    return Path(path).expanduser().exists()
+
+
+def looks_like_local_path(path: str) -> bool:
+    """A path the user meant as a directory (absolute, relative or ~), not a hub name ``org/name``."""
+    return path.startswith(("/", "./", "../", "~")) or path.count("/") != 1
+
+
+def load_tokenizer(path: str):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(path, trust_remote_code=False)
+    if tok.pad_token_id is None:
+        tok.pad_token = tok.eos_token
+    return tok
+
+
+def load_model(path: str, dtype: str = "float32", *, trainable: bool = False):
+    """A causal LM from a directory or hub name; frozen and in eval mode unless ``trainable``."""
+    from transformers import AutoModelForCausalLM
+
+    if dtype not in DTYPES:
+        raise ValueError(f"model dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=DTYPES[dtype], trust_remote_code=False)
+    if not trainable:
+        model.eval().requires_grad_(False)
+    return model
+
+
+class ModelPool:
+    """Frozen models keyed by resolved path: a checkpoint used twice (the step-0 student as both
+    hinted teacher and reference, two domains sharing an expert) is loaded once."""
+
+    def __init__(self, dtype: str = "float32", device: torch.device | str = "cpu"):
+        self.dtype = dtype
+        self.device = torch.device(device)
+        self._models: dict[str, torch.nn.Module] = {}
+
+    def get(self, path: str) -> torch.nn.Module:
+        key = str(Path(path).expanduser().resolve()) if is_local(path) else path
+        if key not in self._models:
+            self._models[key] = load_model(path, self.dtype).to(self.device)
+        return self._models[key]
+
+    def to(self, device: torch.device | str) -> "ModelPool":
+        self.device = torch.device(device)
+        for m in self._models.values():
+            m.to(self.device)
+        return self
+
+    def __len__(self) -> int:
+        return len(self._models)

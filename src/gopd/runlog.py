@@ -1,0 +1,81 @@
+"""Run outputs (DESIGN.md section 6): metrics.csv, W&B, summary.json."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+from pathlib import Path
+
+from lightning.pytorch.loggers import Logger
+from lightning.pytorch.utilities import rank_zero_only
+
+
+class MetricsCSV(Logger):
+    """``metrics.csv`` with one row per logged step: metrics logged at the same step merge into
+    one row; a new metric name rewrites the file with the wider header."""
+
+    def __init__(self, path: str | os.PathLike):
+        super().__init__()
+        self.path = Path(path)
+        self.rows: dict[int, dict] = {}
+        self.columns: list[str] = ["step"]
+
+    @property
+    def name(self) -> str:
+        return "csv"
+
+    @property
+    def version(self) -> str:
+        return "0"
+
+    @rank_zero_only
+    def log_hyperparams(self, params, *args, **kwargs) -> None:
+        pass  # the composed config is already in .hydra/
+
+    @rank_zero_only
+    def log_metrics(self, metrics: dict, step: int | None = None) -> None:
+        step = int(step or 0)
+        row = self.rows.setdefault(step, {"step": step})
+        row.update({k: _plain(v) for k, v in metrics.items()})
+        new = [k for k in metrics if k not in self.columns]
+        self.columns += new
+        self._write()
+
+    def _write(self) -> None:
+        tmp = self.path.with_suffix(".csv.tmp")
+        with open(tmp, "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=self.columns)
+            w.writeheader()
+            for step in sorted(self.rows):
+                w.writerow(self.rows[step])
+        os.replace(tmp, self.path)
+
+
+def _plain(v):
+    v = float(v) if hasattr(v, "item") or isinstance(v, (int, float)) else v
+    return "" if isinstance(v, float) and math.isnan(v) else v
+
+
+def wandb_logger(cfg, run_dir: Path, run_name: str):
+    """Lightning's W&B logger; offline unless ``logger.wandb.mode=online``. The key comes only from
+    the environment (``WANDB_API_KEY``) and is never written anywhere by this project."""
+    w = cfg.logger.wandb
+    if w.mode == "disabled":
+        return None
+    from lightning.pytorch.loggers import WandbLogger
+    from omegaconf import OmegaConf
+
+    os.environ.setdefault("WANDB_SILENT", "true")
+    return WandbLogger(project=w.project, entity=w.entity, group=cfg.experiment, name=run_name,
+                       job_type=run_name, tags=list(w.tags), mode=w.mode, save_dir=str(run_dir),
+                       config=OmegaConf.to_container(cfg, resolve=True), resume="allow")
+
+
+def write_summary(run_dir: Path, summary: dict) -> Path:
+    path = Path(run_dir) / "summary.json"
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(summary, indent=2, sort_keys=True, default=str) + "\n")
+    os.replace(tmp, path)
+    return path

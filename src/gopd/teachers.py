@@ -1,0 +1,102 @@
+"""Builders of the teacher and reference scorers, one per config-group option.
+
+``TEACHERS[cfg.teacher.name](cfg, ctx)`` and ``REFERENCES[cfg.reference.name](cfg, ctx, teacher)``
+return a ``Scorer`` (a reference may return the string ``"teacher"``: ``r = q``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from gopd.pool import ModelPool, resolve_checkpoint
+from gopd.prompts import PromptBuilder
+from gopd.scoring import EMA, Route, Scorer
+
+SAME_AS_TEACHER = "teacher"
+
+
+@dataclass
+class Context:
+    """What the builders share: the trainable student, its checkpoint, the pool, the prompts."""
+
+    student: torch.nn.Module
+    student_path: str
+    tokenizer: object
+    pool: ModelPool
+    toy_variant: str
+    problem_field: str
+    domain_field: str
+    chunk_size: int
+    ema: list[EMA] = field(default_factory=list)  # EMA teachers to update after each step
+
+    def plain_prompts(self) -> PromptBuilder:
+        return PromptBuilder(self.tokenizer, problem_field=self.problem_field)
+
+    def frozen(self, path: str) -> torch.nn.Module:
+        return self.pool.get(resolve_checkpoint(path, self.toy_variant))
+
+
+def hinted_teacher(cfg, ctx: Context) -> Scorer:
+    t = cfg.teacher
+    prompts = PromptBuilder(ctx.tokenizer, hint_field=t.hint_field, hint_template=t.hint_template,
+                            problem_field=ctx.problem_field)
+    if t.weights == "initial":
+        model = ctx.frozen(ctx.student_path)
+    elif t.weights == "live":
+        model = ctx.student
+    elif t.weights == "ema":
+        ema = EMA(ctx.student, t.ema_decay)
+        ctx.ema.append(ema)
+        model = ema.model
+    else:
+        raise ValueError(f"teacher.weights must be one of initial, live, ema, got {t.weights!r}")
+    return Scorer({"hinted": Route(model, prompts)}, chunk_size=ctx.chunk_size)
+
+
+def checkpoint_teacher(cfg, ctx: Context) -> Scorer:
+    return Scorer({"teacher": Route(ctx.frozen(cfg.teacher.path), ctx.plain_prompts())}, chunk_size=ctx.chunk_size)
+
+
+def expert_teachers(cfg, ctx: Context) -> Scorer:
+    t = cfg.teacher
+    routes = {domain: Route(ctx.frozen(path), ctx.plain_prompts()) for domain, path in t.experts.items()}
+    default = t.get("default")
+
+    def route_of(row, i):
+        domain = row.get(ctx.domain_field)
+        if domain in routes:
+            return domain
+        if default is not None:
+            return default
+        raise ValueError(f"teacher.experts has no expert for domain {domain!r} (row {row.get('id', i)}) "
+                         f"and teacher.default is null; known domains: {', '.join(routes)}")
+
+    return Scorer(routes, route_of, chunk_size=ctx.chunk_size)
+
+
+def student_reference(cfg, ctx: Context, teacher: Scorer) -> Scorer:
+    return Scorer({"student0": Route(ctx.frozen(ctx.student_path), ctx.plain_prompts())}, chunk_size=ctx.chunk_size)
+
+
+def teacher_reference(cfg, ctx: Context, teacher: Scorer) -> str:
+    return SAME_AS_TEACHER
+
+
+def pre_rl_reference(cfg, ctx: Context, teacher: Scorer) -> Scorer:
+    return Scorer({"pre_rl": Route(ctx.frozen(cfg.reference.path), ctx.plain_prompts())}, chunk_size=ctx.chunk_size)
+
+
+TEACHERS = {"hinted": hinted_teacher, "rl_checkpoint": checkpoint_teacher, "domain_experts": expert_teachers}
+REFERENCES = {"student": student_reference, "teacher": teacher_reference, "pre_rl": pre_rl_reference}
+
+
+def teacher_paths(cfg) -> dict[str, str]:
+    """Config key -> checkpoint path, for every checkpoint the teacher config names."""
+    t = cfg.teacher
+    if t.name == "rl_checkpoint":
+        return {"teacher.path": t.path}
+    if t.name == "domain_experts":
+        return {f"teacher.experts.{domain}": path for domain, path in t.experts.items()}
+    return {}
