@@ -23,6 +23,15 @@ from gopd.scoring import completion_logprobs
 from gopd.teachers import SAME_AS_TEACHER
 from gopd.verifier import verify_batch
 
+# Per-step metrics every run logs (DESIGN.md section 6); nan where a term does not apply
+# (e.g. opd/* under pure GRPO), so every run's metrics.csv has the same columns.
+STEP_METRICS = (
+    "train/reward", "train/response_len", "loss", "grad_norm",
+    "opd/pos_mass", "opd/neg_mass", "opd/pos_frac", "opd/teacher_kl", "opd/ref_kl", "opd/max_shock",
+    "grpo/zero_std_frac", "mix/sign_agreement",
+    "perf/tokens_per_s", "perf/rollout_s", "perf/score_s", "perf/update_s",
+)
+
 
 class GOPDModule(L.LightningModule):
     def __init__(self, cfg, *, student, tokenizer, rollout, teacher, reference, ema, student_prompts,
@@ -96,6 +105,7 @@ class GOPDModule(L.LightningModule):
             "perf/tokens_per_s": n_tok / max(t3 - t0, 1e-9),
         }
         metrics.update(objective.opd_diagnostics(old, q, r, batch.mask, opd, grpo, batch.group_ids))
+        metrics = {k: metrics.get(k, math.nan) for k in STEP_METRICS} | metrics
         self.emit(metrics, self.batches)
         self.batches += 1
         progress = {"reward": metrics["train/reward"], "eval_acc": self.summary.get("eval/accuracy_final", math.nan)}

@@ -14,6 +14,16 @@ def _identity(x):
     return x
 
 
+def _quiet_libraries() -> None:
+    """Per-file progress bars of datasets/transformers drown the run's own progress bar."""
+    import datasets
+    import transformers
+
+    datasets.disable_progress_bars()
+    transformers.utils.logging.disable_progress_bar()
+    transformers.utils.logging.set_verbosity_warning()
+
+
 def run(cfg, run_dir: Path, run_name: str, *, multirun: bool = False) -> dict:
     """Validate (one-line error, exit 2, nothing written), then train and write summary.json."""
     from gopd.runlog import write_summary
@@ -21,6 +31,7 @@ def run(cfg, run_dir: Path, run_name: str, *, multirun: bool = False) -> dict:
 
     try:
         warnings = check_config(cfg)
+        _quiet_libraries()
         resources = check_resources(cfg)
     except ConfigError as e:
         if multirun:  # one bad arm must not stop the grid: record it and move on
@@ -104,6 +115,9 @@ def train(cfg, res, run_dir: Path, run_name: str) -> dict:
                 wb.experiment.summary.update({k: v for k, v in module.summary.items() if v is not None})
             wandb.finish()
     fit_s = time.perf_counter() - t0
+    if cfg.save_final:
+        student.save_pretrained(run_dir / "final")
+        res.tokenizer.save_pretrained(run_dir / "final")
     return {
         **module.summary,
         "steps": module.batches,

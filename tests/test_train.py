@@ -1,0 +1,167 @@
+"""The training loop end to end on the miniature toy world."""
+
+from __future__ import annotations
+
+import csv
+import itertools
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+
+from gopd.run import run
+
+ROOT = Path(__file__).resolve().parents[1]
+MINI = [
+    "model.toy_variant=mini",
+    "trainer.max_steps=2",
+    "eval.n_problems=8",
+    "eval.every_n_steps=0",
+    "rollout.max_new_tokens=12",
+    "rollout.prompts_per_step=2",
+    "rollout.n=2",
+    "logger.wandb.mode=disabled",
+    "logger.progress=false",
+    "save_final=false",
+]
+
+
+def compose_cfg(overrides):
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        return compose("train", overrides=MINI + list(overrides))
+
+
+def read_metrics(run_dir: Path) -> list[dict]:
+    with open(run_dir / "metrics.csv") as f:
+        return list(csv.DictReader(f))
+
+
+COMBOS = list(itertools.product(["hinted", "rl_checkpoint", "domain_experts"], ["student", "teacher", "pre_rl"],
+                                ["full", "positive", "negative", "reversed"]))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("teacher,reference,pressure", COMBOS)
+def test_every_group_combination_runs_two_steps(toy_world_mini, tmp_path, teacher, reference, pressure):
+    extra = ["reference.path=toy://teacher_base"] if reference == "pre_rl" else []
+    cfg = compose_cfg([f"teacher={teacher}", f"reference={reference}", f"pressure={pressure}", "alpha=1.5",
+                       "grpo_mix=0.25", *extra])
+    summary = run(cfg, tmp_path, "combo")
+    assert summary["status"] == "completed" and summary["steps"] == 2
+    rows = read_metrics(tmp_path)
+    assert [r["step"] for r in rows] == ["0", "1", "2"]
+    assert all(r["opd/pos_mass"] != "" for r in rows[:2])
+    if pressure == "positive":
+        assert all(float(r["opd/neg_mass"]) == 0 for r in rows[:2])
+
+
+def test_student_equal_teacher_alpha_one_gives_zero_advantage_and_still_weights(toy_world_mini, tmp_path):
+    cfg = compose_cfg(["teacher=rl_checkpoint", "teacher.path=toy://student", "alpha=1", "pressure=full",
+                       "save_final=true"])
+    run(cfg, tmp_path, "same")
+    for r in read_metrics(tmp_path)[:2]:
+        assert float(r["opd/pos_mass"]) == 0 and float(r["opd/neg_mass"]) == 0 and float(r["loss"]) == 0
+    from transformers import AutoModelForCausalLM
+
+    before = AutoModelForCausalLM.from_pretrained(toy_world_mini / "student").state_dict()
+    after = AutoModelForCausalLM.from_pretrained(tmp_path / "final").state_dict()
+    assert max((before[k] - after[k]).abs().max().item() for k in before) < 1e-6
+
+
+def test_pure_grpo_loads_no_teacher(toy_world_mini, tmp_path):
+    cfg = compose_cfg(["grpo_mix=1", "teacher=rl_checkpoint", "teacher.path=toy://teacher"])
+    summary = run(cfg, tmp_path, "grpo")
+    assert summary["models_loaded"] == 1 and "teacher/accuracy" not in summary
+    assert all(r["opd/pos_mass"] == "" for r in read_metrics(tmp_path)[:2])
+
+
+def test_hinted_initial_teacher_and_student_reference_share_one_copy(toy_world_mini, tmp_path):
+    summary = run(compose_cfg(["teacher=hinted", "reference=student", "alpha=2"]), tmp_path, "shared")
+    assert summary["models_loaded"] == 2  # the trainable student + one frozen step-0 copy
+
+
+def test_domain_experts_with_shared_checkpoint_load_once(toy_world_mini, tmp_path):
+    cfg = compose_cfg(["teacher=domain_experts", "teacher.experts.add=toy://teacher", "teacher.experts.mul=toy://teacher"])
+    assert run(cfg, tmp_path, "experts")["models_loaded"] == 2
+
+
+DESIGN_METRICS = ["train/reward", "train/response_len", "eval/accuracy", "opd/pos_mass", "opd/neg_mass",
+                  "opd/pos_frac", "opd/teacher_kl", "opd/ref_kl", "opd/max_shock", "grpo/zero_std_frac",
+                  "mix/sign_agreement", "perf/tokens_per_s", "perf/rollout_s", "perf/score_s", "perf/update_s",
+                  "loss", "grad_norm"]
+
+
+def test_outputs_metrics_summary_and_wandb_offline(toy_world_mini, tmp_path, monkeypatch):
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path))
+    cfg = compose_cfg(["alpha=2", "grpo_mix=0.5", "logger.wandb.mode=offline", "eval.every_n_steps=1"])
+    summary = run(cfg, tmp_path, "outputs")
+    header = read_metrics(tmp_path)[0].keys()
+    assert not [m for m in DESIGN_METRICS if m not in header]
+    on_disk = json.loads((tmp_path / "summary.json").read_text())
+    for key in ("status", "steps", "eval/accuracy_initial", "eval/accuracy_final", "teacher/accuracy",
+                "perf/tokens_per_s", "wall_s"):
+        assert key in on_disk, key
+    assert on_disk["status"] == "completed" == summary["status"]
+    runs = list((tmp_path / "wandb").glob("offline-run-*/run-*.wandb"))
+    assert len(runs) == 1 and runs[0].stat().st_size > 0
+
+
+# ---------------------------------------------------------------------- validation, as a user sees it
+
+
+def train_cli(tmp_path, *overrides):
+    env = {**os.environ, "WANDB_MODE": "disabled"}
+    cmd = [sys.executable, str(ROOT / "src" / "train.py"), *MINI, f"hydra.run.dir={tmp_path}", *overrides]
+    return subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "overrides,message",
+    [
+        (["alpha=0"], "alpha must be a number > 0"),
+        (["alpha=-1"], "alpha must be a number > 0"),
+        (["alpha=abc"], "alpha must be a number > 0"),
+        (["grpo_mix=1.5"], "grpo_mix must be a number in [0, 1]"),
+        (["grpo_mix=0.5", "rollout.n=1"], "rollout.n must be >= 2 when grpo_mix > 0"),
+        (["rollout.max_new_tokens=0"], "rollout.max_new_tokens must be an integer > 0"),
+        (["reference=pre_rl", "alpha=2"], "reference.path is required for reference=pre_rl"),
+        (["teacher=rl_checkpoint", "teacher.path=./no/such/ckpt"], "teacher.path: no checkpoint at"),
+        (["model.path=/no/such/student"], "model.path: no checkpoint at"),
+        (["teacher.hint_field=hint_oracle"], "teacher.hint_field: column 'hint_oracle' is not in the data"),
+        (["teacher=domain_experts", "~teacher.experts.mul"], "no expert for domain 'mul'"),
+    ],
+)
+def test_validation_errors_are_one_line_and_write_nothing(tmp_path, toy_world_mini, overrides, message):
+    proc = train_cli(tmp_path, *overrides)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    lines = [ln for ln in proc.stderr.strip().splitlines() if ln.startswith("error:")]
+    assert len(lines) == 1 and message in lines[0], proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
+    written = sorted(p.name for p in tmp_path.iterdir())
+    assert not {"metrics.csv", "summary.json", "wandb"} & set(written), written
+
+
+def test_vocabulary_mismatch_is_a_start_up_error(tmp_path, toy_world_mini):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(toy_world_mini / "teacher")
+    tok.add_tokens(["<|extra_token|>"])
+    other = tmp_path / "other_teacher"
+    AutoModelForCausalLM.from_pretrained(toy_world_mini / "teacher").save_pretrained(other)
+    tok.save_pretrained(other)
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    proc = train_cli(run_dir, "teacher=rl_checkpoint", f"teacher.path={other}")
+    assert proc.returncode == 2 and "differs from the student's" in proc.stderr, proc.stderr[-2000:]
+
+
+def test_inert_alpha_is_a_warning_not_an_error(toy_world_mini, tmp_path, caplog):
+    with caplog.at_level("WARNING", logger="gopd"):
+        run(compose_cfg(["reference=teacher", "alpha=2"]), tmp_path, "inert")
+    assert any("inert" in r.message for r in caplog.records)
