@@ -33,9 +33,13 @@ STEP_METRICS = (
 )
 
 
+class NonFiniteError(RuntimeError):
+    """Too many consecutive steps had non-finite values; the message names which."""
+
+
 class GOPDModule(L.LightningModule):
     def __init__(self, cfg, *, student, tokenizer, rollout, teacher, reference, ema, student_prompts,
-                 eval_rows: Sequence[Mapping], frozen_models: Sequence[torch.nn.Module] = ()):
+                 eval_rows: Sequence[Mapping], stream, frozen_models: Sequence[torch.nn.Module] = ()):
         super().__init__()
         self.automatic_optimization = False
         self.cfg = cfg
@@ -48,15 +52,47 @@ class GOPDModule(L.LightningModule):
         self.student_prompts = student_prompts
         self.eval_rows = list(eval_rows)
         self._frozen = list(frozen_models)  # not submodules: never optimized or checkpointed
+        self.stream = stream              # the prompt stream (its position is resume state)
+        self.max_steps = int(cfg.trainer.max_steps)
         self.skipped_steps = 0
+        self.consecutive_skips = 0
         self.batches = 0                  # rollout batches done: the "step" of every logged row
         self.tokens_seen = 0
+        self.step_seconds = 0.0           # time inside training steps (throughput's denominator)
         self.summary: dict = {}
+        self.last_non_finite: str | None = None
+        self.resume_state: dict | None = None  # set by the runner when a checkpoint is found
+        self._pending_rng: dict | None = None
 
     # ------------------------------------------------------------------------------- set-up
     def on_fit_start(self) -> None:
         for m in self._frozen + [e.model for e in self.ema]:
             m.to(self.device)
+        if self.resume_state is not None:
+            s = self.resume_state
+            self.optimizers().optimizer.load_state_dict(s["optimizer"])
+            self.lr_schedulers().load_state_dict(s["scheduler"])
+            p = s["progress"]
+            self.batches, self.skipped_steps, self.tokens_seen = p["batches"], p["skipped_steps"], p["tokens_seen"]
+            self.consecutive_skips, self.step_seconds = p["consecutive_skips"], p["step_seconds"]
+            self.summary = dict(s["summary"])
+        self.stream.position = self.batches  # the loader prefetches: resume from what was trained on
+
+        self._pending_rng = None if self.resume_state is None else self.resume_state["rng"]
+
+    def resume_payload(self) -> dict:
+        """Everything but weights that an identical resume needs (plain values and tensors)."""
+        from gopd.checkpoint import rng_state
+
+        return {
+            "optimizer": self.optimizers().optimizer.state_dict(),
+            "scheduler": self.lr_schedulers().state_dict(),
+            "rng": rng_state(),
+            "progress": {"batches": self.batches, "skipped_steps": self.skipped_steps,
+                         "tokens_seen": self.tokens_seen, "consecutive_skips": self.consecutive_skips,
+                         "step_seconds": self.step_seconds},
+            "summary": dict(self.summary),
+        }
 
     def configure_optimizers(self):
         o = self.cfg.optim
@@ -68,6 +104,14 @@ class GOPDModule(L.LightningModule):
     # --------------------------------------------------------------------------- one step
     def training_step(self, rows: list[dict], batch_idx: int):
         cfg, pad = self.cfg, self.tokenizer.pad_token_id
+        if self.batches >= self.max_steps:  # resumed at the end: nothing left to train
+            self.trainer.should_stop = True
+            return
+        if self._pending_rng is not None:  # restored here, after every set-up draw (e.g. the loader's seed)
+            from gopd.checkpoint import set_rng_state
+
+            set_rng_state(self._pending_rng)
+            self._pending_rng = None
         t0 = time.perf_counter()
 
         batch = self.rollout.sample(rows)                                                   # rollout
@@ -86,12 +130,14 @@ class GOPDModule(L.LightningModule):
                                      eps_low=cfg.loss.eps_low, eps_high=cfg.loss.eps_high,
                                      rollout_logp=batch.rollout_logp, tis_cap=cfg.loss.tis_cap)
 
-        grad_norm = self._update(loss, finite_inputs=bool(torch.isfinite(adv).all()))       # update
+        bad = _first_non_finite(batch.mask, student_logp=old, teacher_logp=q, ref_logp=r, advantages=adv, loss=loss)
+        grad_norm = self._update(loss, bad)                                                  # update
         self.rollout.sync(self.student)                                                     # sync
         t3 = time.perf_counter()
 
         n_tok = batch.num_tokens
         self.tokens_seen += n_tok
+        self.step_seconds += t3 - t0
         metrics = {
             "train/reward": float(rewards.mean()),
             "train/response_len": n_tok / len(batch.rows),
@@ -108,6 +154,8 @@ class GOPDModule(L.LightningModule):
         metrics = {k: metrics.get(k, math.nan) for k in STEP_METRICS} | metrics
         self.emit(metrics, self.batches)
         self.batches += 1
+        if self.batches >= self.max_steps:
+            self.trainer.should_stop = True
         progress = {"reward": metrics["train/reward"], "eval_acc": self.summary.get("eval/accuracy_final", math.nan)}
         self.log_dict(progress, prog_bar=True, logger=False, batch_size=len(batch.rows))
 
@@ -139,24 +187,28 @@ class GOPDModule(L.LightningModule):
                                        cfg.grpo_mix, batch.mask)
         return adv, opd, grpo
 
-    def _update(self, loss: torch.Tensor, *, finite_inputs: bool) -> float:
-        """Backward, clip, step; a step with a non-finite advantage, loss or gradient is skipped."""
+    def _update(self, loss: torch.Tensor, bad: str | None) -> float:
+        """Backward, clip, step. A step with anything non-finite (``bad`` names it) is skipped
+        before it touches the weights; ``optim.max_consecutive_skips`` in a row stop the run."""
         opt, sched = self.optimizers(), self.lr_schedulers()
         opt.zero_grad(set_to_none=True)
-        if not (finite_inputs and torch.isfinite(loss)):
-            self.skipped_steps += 1
-            return math.nan
-        self.manual_backward(loss)
-        norm = torch.nn.utils.clip_grad_norm_(self.student.parameters(), self.cfg.optim.grad_clip)
-        if not torch.isfinite(norm):
+        norm = math.nan
+        if bad is None:
+            self.manual_backward(loss)
+            norm = float(torch.nn.utils.clip_grad_norm_(self.student.parameters(), self.cfg.optim.grad_clip))
+            bad = None if math.isfinite(norm) else "gradient norm"
+        if bad is not None:
             opt.zero_grad(set_to_none=True)
             self.skipped_steps += 1
+            self.consecutive_skips += 1
+            self.last_non_finite = bad
             return math.nan
+        self.consecutive_skips = 0
         opt.step()
         sched.step()
         for e in self.ema:
             e.update(self.student)
-        return float(norm)
+        return norm
 
     # --------------------------------------------------------------------------- evaluation
     def evaluate(self, step: int, *, with_teacher: bool = False) -> dict[str, float]:
@@ -180,7 +232,26 @@ class GOPDModule(L.LightningModule):
         self.emit(metrics, step)
         return metrics
 
+    def too_many_skips(self) -> str | None:
+        k = int(self.cfg.optim.max_consecutive_skips)
+        if k > 0 and self.consecutive_skips >= k:
+            return (f"{self.consecutive_skips} consecutive steps skipped: non-finite {self.last_non_finite} "
+                    f"(last at step {self.batches - 1}); a checkpoint was saved")
+        return None
+
     def emit(self, metrics: dict, step: int) -> None:
         """Write one step's metrics to every logger (metrics.csv, W&B) under an explicit step."""
         for lg in self.trainer.loggers:
             lg.log_metrics(metrics, step=step)
+
+
+def _first_non_finite(mask: torch.Tensor, **values) -> str | None:
+    """Name of the first value with a non-finite entry on a real token (padding may be anything)."""
+    keep = mask.bool()
+    for name, v in values.items():
+        if v is None:
+            continue
+        bad = ~torch.isfinite(v) if v.dim() == 0 else (~torch.isfinite(v)) & keep
+        if bool(bad.any()):
+            return name.replace("_", " ")
+    return None

@@ -69,5 +69,8 @@ class ModelPool:
             m.to(self.device)
         return self
 
+    def models(self) -> list[torch.nn.Module]:
+        return list(self._models.values())
+
     def __len__(self) -> int:
         return len(self._models)

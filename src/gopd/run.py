@@ -1,13 +1,22 @@
-"""Build a run from the composed config and execute it: validate, load, fit, summarise."""
+"""Build a run from the composed config and execute it: validate, load, fit, summarise.
+
+A run directory that already holds a checkpoint is resumed from it (a submitit requeue, or
+the user re-running the command with ``hydra.run.dir=<that dir>``); one whose
+``summary.json`` says ``completed`` is left as it is.
+"""
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 import time
 from pathlib import Path
 
 log = logging.getLogger("gopd")
+
+EXIT_CONFIG = 2       # a bad config value: nothing was loaded
+EXIT_NON_FINITE = 3   # too many consecutive non-finite steps: a checkpoint was saved
 
 
 def _identity(x):
@@ -24,11 +33,25 @@ def _quiet_libraries() -> None:
     transformers.utils.logging.set_verbosity_warning()
 
 
+def _completed(run_dir: Path) -> dict | None:
+    path = run_dir / "summary.json"
+    if path.is_file():
+        summary = json.loads(path.read_text())
+        if summary.get("status") == "completed":
+            return summary
+    return None
+
+
 def run(cfg, run_dir: Path, run_name: str, *, multirun: bool = False) -> dict:
     """Validate (one-line error, exit 2, nothing written), then train and write summary.json."""
+    from gopd.module import NonFiniteError
     from gopd.runlog import write_summary
     from gopd.validate import ConfigError, check_config, check_resources
 
+    run_dir = Path(run_dir)
+    if done := _completed(run_dir):
+        log.info("%s already completed (summary.json); nothing to do", run_dir)
+        return done
     try:
         warnings = check_config(cfg)
         _quiet_libraries()
@@ -38,95 +61,158 @@ def run(cfg, run_dir: Path, run_name: str, *, multirun: bool = False) -> dict:
             write_summary(run_dir, {"status": "failed", "error": str(e), "steps": 0})
             raise
         print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+        sys.exit(EXIT_CONFIG)
     for w in warnings:
         log.warning(w)
-    start = time.perf_counter()
+    session = Session(cfg, resources, run_dir, run_name)
     summary: dict = {"status": "failed", "steps": 0}
     try:
-        summary = train(cfg, resources, run_dir, run_name)
-        summary["status"] = "completed"
+        summary = session.fit()
+    except NonFiniteError as e:
+        summary = session.summary(status="failed", error=str(e))
+        if not multirun:
+            write_summary(run_dir, summary)
+            print(f"error: {e}", file=sys.stderr)
+            sys.exit(EXIT_NON_FINITE)
+        raise
     except BaseException as e:
-        summary["error"] = f"{type(e).__name__}: {e}"
+        summary = session.summary(status="failed", error=f"{type(e).__name__}: {e}")
         raise
     finally:
-        summary["wall_s"] = time.perf_counter() - start
         write_summary(run_dir, summary)
+    session.forward_signal()
     return summary
 
 
-def train(cfg, res, run_dir: Path, run_name: str) -> dict:
-    import lightning as L
-    from lightning.pytorch.callbacks import RichProgressBar
-    from omegaconf import OmegaConf
-    from torch.utils.data import DataLoader
+class Session:
+    """One training segment of a run: everything built from the config, then ``fit``."""
 
-    from gopd.callbacks import Evaluation
-    from gopd.data import PromptStream
-    from gopd.module import GOPDModule
-    from gopd.pool import ModelPool, load_model
-    from gopd.prompts import PromptBuilder
-    from gopd.rollout import build_rollout
-    from gopd.runlog import MetricsCSV, wandb_logger
-    from gopd.teachers import REFERENCES, TEACHERS, Context
-    from gopd.validate import needs_teacher
+    def __init__(self, cfg, res, run_dir: Path, run_name: str):
+        self.cfg, self.res, self.run_dir, self.run_name = cfg, res, run_dir, run_name
+        self.start = time.perf_counter()
+        self.wall_before = 0.0  # wall time of earlier segments of a resumed run
+        self.module = self.checkpointing = None
+        self.models_loaded = 0
 
-    L.seed_everything(cfg.seed, workers=True, verbose=False)
-    student = load_model(res.student_path, cfg.model.dtype, trainable=True).train()
-    pool = ModelPool(cfg.model.dtype)
-    ctx = Context(student=student, student_path=res.student_path, tokenizer=res.tokenizer, pool=pool,
-                  toy_variant=cfg.model.get("toy_variant", "full"), problem_field=cfg.data.problem_field,
-                  domain_field=cfg.data.domain_field, chunk_size=cfg.loss.chunk_size)
-    teacher = reference = None
-    if needs_teacher(cfg):
-        teacher = TEACHERS[cfg.teacher.name](cfg, ctx)
-        if cfg.alpha != 1:  # at alpha = 1 the reference cancels exactly: not even loaded
-            reference = REFERENCES[cfg.reference.name](cfg, ctx, teacher)
-    student_prompts = PromptBuilder(res.tokenizer, problem_field=cfg.data.problem_field)
-    _log_prompts(res.train[0], student_prompts, teacher)
+    def fit(self) -> dict:
+        import lightning as L
+        import torch
+        from lightning.pytorch.callbacks import RichProgressBar
+        from omegaconf import OmegaConf
+        from torch.utils.data import DataLoader
 
-    rollout = build_rollout(cfg, student, res.tokenizer, student_prompts)
-    eval_rows = res.test.select(range(min(cfg.eval.n_problems, len(res.test)))).to_list()
-    frozen = list({id(m): m for m in pool._models.values()}.values())
-    module = GOPDModule(cfg, student=student, tokenizer=res.tokenizer, rollout=rollout, teacher=teacher,
-                        reference=reference, ema=ctx.ema, student_prompts=student_prompts, eval_rows=eval_rows,
-                        frozen_models=frozen)
-    loggers = [MetricsCSV(run_dir / "metrics.csv")]
-    wb = wandb_logger(cfg, run_dir, run_name)
-    if wb is not None:
-        loggers.append(wb)
-    callbacks = [Evaluation(cfg.eval.every_n_steps)]
-    if cfg.logger.progress:
-        callbacks.append(RichProgressBar(leave=True))
-    trainer = L.Trainer(**OmegaConf.to_container(cfg.trainer, resolve=True), max_epochs=-1, logger=loggers,
-                        callbacks=callbacks, enable_checkpointing=False, enable_model_summary=False,
-                        enable_progress_bar=bool(cfg.logger.progress), num_sanity_val_steps=0,
-                        default_root_dir=str(run_dir))
-    loader = DataLoader(PromptStream(res.train, cfg.rollout.prompts_per_step, cfg.seed), batch_size=None,
-                        collate_fn=_identity)
-    t0 = time.perf_counter()
-    try:
-        trainer.fit(module, train_dataloaders=loader)
-    finally:
+        from gopd import checkpoint
+        from gopd.callbacks import Checkpointing, Evaluation
+        from gopd.runlog import MetricsCSV, wandb_logger
+
+        cfg, run_dir = self.cfg, self.run_dir
+        L.seed_everything(cfg.seed, workers=True, verbose=False)
+        module, stream, pool = self._build()
+        self.module = module
+        resume = checkpoint.latest(run_dir)
+        state = {}
+        if resume is not None:
+            state = checkpoint.load(resume, module.student, [e.model for e in module.ema])
+            module.resume_state = state
+            self.wall_before = float(state.get("wall_s", 0.0))
+            log.info("resuming from %s (step %d)", resume, state["progress"]["batches"])
+        csv_logger = MetricsCSV(run_dir / "metrics.csv", rows=state.get("metrics_rows"))
+        loggers = [csv_logger]
+        wb = wandb_logger(cfg, run_dir, self.run_name, run_id=state.get("wandb_id"))
         if wb is not None:
-            import wandb
+            loggers.append(wb)
 
-            if wb._experiment is not None:
-                wb.experiment.summary.update({k: v for k, v in module.summary.items() if v is not None})
-            wandb.finish()
-    fit_s = time.perf_counter() - t0
-    if cfg.save_final:
-        student.save_pretrained(run_dir / "final")
-        res.tokenizer.save_pretrained(run_dir / "final")
-    return {
-        **module.summary,
-        "steps": module.batches,
-        "train/skipped_steps": module.skipped_steps,
-        "perf/tokens_per_s": module.tokens_seen / max(fit_s, 1e-9),
-        "perf/fit_s": fit_s,
-        "models_loaded": 1 + len(pool),
-        "run_name": run_name,
-    }
+        def extra_state() -> dict:
+            return {"metrics_rows": csv_logger.snapshot(), "wandb_id": wb.version if wb is not None else None,
+                    "wall_s": self.wall_s()}
+
+        self.checkpointing = Checkpointing(run_dir, cfg.checkpoint.every_n_steps, extra_state)
+        callbacks = [Evaluation(cfg.eval.every_n_steps), self.checkpointing]
+        if cfg.logger.progress:
+            callbacks.append(RichProgressBar(leave=True))
+        trainer_args = OmegaConf.to_container(cfg.trainer, resolve=True)
+        trainer_args.pop("max_steps")  # counted by the module, which also counts resumed steps
+        trainer = L.Trainer(**trainer_args, max_steps=-1, max_epochs=-1, logger=loggers, callbacks=callbacks,
+                            enable_checkpointing=False, enable_model_summary=False,
+                            enable_progress_bar=bool(cfg.logger.progress), num_sanity_val_steps=0,
+                            default_root_dir=str(run_dir))
+        # The loader draws its base seed from its own generator, not the global one a resume restores.
+        loader = DataLoader(stream, batch_size=None, collate_fn=_identity,
+                            generator=torch.Generator().manual_seed(cfg.seed))
+        self.models_loaded = 1 + len(pool)
+        from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+        try:
+            trainer.fit(module, train_dataloaders=loader)
+        except SIGTERMException:  # Lightning's own stop on SIGTERM, between two steps
+            if self.checkpointing.received is None:
+                raise
+            self.checkpointing.ensure_saved(module)
+        finally:
+            if wb is not None:
+                _finish_wandb(wb, module.summary)
+        if cfg.save_final and self.checkpointing.received is None:
+            module.student.save_pretrained(run_dir / "final")
+            self.res.tokenizer.save_pretrained(run_dir / "final")
+        status = "preempted" if self.checkpointing.received is not None else "completed"
+        return self.summary(status=status)
+
+    def _build(self):
+        from gopd.data import PromptStream
+        from gopd.module import GOPDModule
+        from gopd.pool import ModelPool, load_model
+        from gopd.prompts import PromptBuilder
+        from gopd.rollout import build_rollout
+        from gopd.teachers import REFERENCES, TEACHERS, Context
+        from gopd.validate import needs_teacher
+
+        cfg, res = self.cfg, self.res
+        student = load_model(res.student_path, cfg.model.dtype, trainable=True).train()
+        pool = ModelPool(cfg.model.dtype)
+        ctx = Context(student=student, student_path=res.student_path, tokenizer=res.tokenizer, pool=pool,
+                      toy_variant=cfg.model.get("toy_variant", "full"), problem_field=cfg.data.problem_field,
+                      domain_field=cfg.data.domain_field, chunk_size=cfg.loss.chunk_size)
+        teacher = reference = None
+        if needs_teacher(cfg):
+            teacher = TEACHERS[cfg.teacher.name](cfg, ctx)
+            if cfg.alpha != 1:  # at alpha = 1 the reference cancels exactly: not even loaded
+                reference = REFERENCES[cfg.reference.name](cfg, ctx, teacher)
+        student_prompts = PromptBuilder(res.tokenizer, problem_field=cfg.data.problem_field)
+        _log_prompts(res.train[0], student_prompts, teacher)
+        stream = PromptStream(res.train, cfg.rollout.prompts_per_step, cfg.seed)
+        module = GOPDModule(cfg, student=student, tokenizer=res.tokenizer,
+                            rollout=build_rollout(cfg, student, res.tokenizer, student_prompts),
+                            teacher=teacher, reference=reference, ema=ctx.ema, student_prompts=student_prompts,
+                            eval_rows=res.test.select(range(min(cfg.eval.n_problems, len(res.test)))).to_list(),
+                            stream=stream, frozen_models=pool.models())
+        return module, stream, pool
+
+    def wall_s(self) -> float:
+        return self.wall_before + time.perf_counter() - self.start
+
+    def summary(self, **extra) -> dict:
+        m = self.module
+        out = {"status": "failed", "steps": 0, "run_name": self.run_name, "wall_s": self.wall_s()}
+        if m is not None:
+            out.update(m.summary)
+            out.update({"steps": m.batches, "train/skipped_steps": m.skipped_steps,
+                        "perf/tokens_per_s": m.tokens_seen / max(m.step_seconds, 1e-9),
+                        "models_loaded": self.models_loaded})
+        out.update(extra)
+        return out
+
+    def forward_signal(self) -> None:
+        if self.checkpointing is not None:
+            self.checkpointing.forward_signal()
+
+
+def _finish_wandb(wb, summary: dict) -> None:
+    """Summary metrics on the W&B run, then ``finish`` so the next multirun job starts a new run."""
+    import wandb
+
+    if wb._experiment is not None:
+        wb.experiment.summary.update({k: v for k, v in summary.items() if v is not None})
+    wandb.finish()
 
 
 def _log_prompts(row, student_prompts, teacher) -> None:

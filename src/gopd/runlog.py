@@ -16,11 +16,19 @@ class MetricsCSV(Logger):
     """``metrics.csv`` with one row per logged step: metrics logged at the same step merge into
     one row; a new metric name rewrites the file with the wider header."""
 
-    def __init__(self, path: str | os.PathLike):
+    def __init__(self, path: str | os.PathLike, rows: list[dict] | None = None):
         super().__init__()
         self.path = Path(path)
         self.rows: dict[int, dict] = {}
         self.columns: list[str] = ["step"]
+        if rows:  # a resumed run: exactly the rows of its checkpoint, so no step is doubled or lost
+            for row in rows:
+                self.rows[int(row["step"])] = dict(row)
+                self.columns += [k for k in row if k not in self.columns]
+            self._write()
+
+    def snapshot(self) -> list[dict]:
+        return [dict(self.rows[s]) for s in sorted(self.rows)]
 
     @property
     def name(self) -> str:
@@ -58,7 +66,7 @@ def _plain(v):
     return "" if isinstance(v, float) and math.isnan(v) else v
 
 
-def wandb_logger(cfg, run_dir: Path, run_name: str):
+def wandb_logger(cfg, run_dir: Path, run_name: str, run_id: str | None = None):
     """Lightning's W&B logger; offline unless ``logger.wandb.mode=online``. The key comes only from
     the environment (``WANDB_API_KEY``) and is never written anywhere by this project."""
     w = cfg.logger.wandb
@@ -70,7 +78,7 @@ def wandb_logger(cfg, run_dir: Path, run_name: str):
     os.environ.setdefault("WANDB_SILENT", "true")
     return WandbLogger(project=w.project, entity=w.entity, group=cfg.experiment, name=run_name,
                        job_type=run_name, tags=list(w.tags), mode=w.mode, save_dir=str(run_dir),
-                       config=OmegaConf.to_container(cfg, resolve=True), resume="allow")
+                       config=OmegaConf.to_container(cfg, resolve=True), resume="allow", id=run_id)
 
 
 def write_summary(run_dir: Path, summary: dict) -> Path:
