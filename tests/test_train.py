@@ -165,3 +165,16 @@ def test_inert_alpha_is_a_warning_not_an_error(toy_world_mini, tmp_path, caplog)
     with caplog.at_level("WARNING", logger="gopd"):
         run(compose_cfg(["reference=teacher", "alpha=2"]), tmp_path, "inert")
     assert any("inert" in r.message for r in caplog.records)
+
+
+def test_wandb_online_without_key_falls_back_to_offline(toy_world_mini, tmp_path, monkeypatch, caplog):
+    for var in ("WANDB_API_KEY", "WANDB_MODE"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path))
+    monkeypatch.setenv("WANDB_CONFIG_DIR", str(tmp_path / "wandb_config"))  # no stored login
+    monkeypatch.setenv("WANDB_INIT_TIMEOUT", "20")
+    with caplog.at_level("WARNING", logger="gopd"):
+        summary = run(compose_cfg(["logger.wandb.mode=online"]), tmp_path, "online")
+    assert summary["status"] == "completed"
+    assert sum("W&B online failed" in r.message for r in caplog.records) == 1
+    assert list((tmp_path / "wandb").glob("offline-run-*/run-*.wandb"))

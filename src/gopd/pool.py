@@ -27,22 +27,27 @@ def looks_like_local_path(path: str) -> bool:
     return path.startswith(("/", "./", "../", "~")) or path.count("/") != 1
 
 
-def load_tokenizer(path: str):
+def load_tokenizer(path: str, *, trust_remote_code: bool = False):
     from transformers import AutoTokenizer
 
-    tok = AutoTokenizer.from_pretrained(path, trust_remote_code=False)
+    tok = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
     if tok.pad_token_id is None:
         tok.pad_token = tok.eos_token
     return tok
 
 
-def load_model(path: str, dtype: str = "float32", *, trainable: bool = False):
-    """A causal LM from a directory or hub name; frozen and in eval mode unless ``trainable``."""
+def load_model(path: str, dtype: str = "float32", *, trainable: bool = False, trust_remote_code: bool = False):
+    """A causal LM from a directory or hub name; frozen and in eval mode unless ``trainable``.
+
+    Weights load from safetensors where the checkpoint has them; repository code runs only when
+    ``trust_remote_code`` (the config key ``model.trust_remote_code``) says so.
+    """
     from transformers import AutoModelForCausalLM
 
     if dtype not in DTYPES:
         raise ValueError(f"model dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=DTYPES[dtype], trust_remote_code=False)
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=DTYPES[dtype], trust_remote_code=trust_remote_code,
+                                                 use_safetensors=None)
     if not trainable:
         model.eval().requires_grad_(False)
     return model
@@ -52,15 +57,16 @@ class ModelPool:
     """Frozen models keyed by resolved path: a checkpoint used twice (the step-0 student as both
     hinted teacher and reference, two domains sharing an expert) is loaded once."""
 
-    def __init__(self, dtype: str = "float32", device: torch.device | str = "cpu"):
+    def __init__(self, dtype: str = "float32", device: torch.device | str = "cpu", *, trust_remote_code: bool = False):
         self.dtype = dtype
+        self.trust_remote_code = trust_remote_code
         self.device = torch.device(device)
         self._models: dict[str, torch.nn.Module] = {}
 
     def get(self, path: str) -> torch.nn.Module:
         key = str(Path(path).expanduser().resolve()) if is_local(path) else path
         if key not in self._models:
-            self._models[key] = load_model(path, self.dtype).to(self.device)
+            self._models[key] = load_model(path, self.dtype, trust_remote_code=self.trust_remote_code).to(self.device)
         return self._models[key]
 
     def to(self, device: torch.device | str) -> "ModelPool":

@@ -167,8 +167,9 @@ class Session:
         from gopd.validate import needs_teacher
 
         cfg, res = self.cfg, self.res
-        student = load_model(res.student_path, cfg.model.dtype, trainable=True).train()
-        pool = ModelPool(cfg.model.dtype)
+        remote = bool(cfg.model.get("trust_remote_code", False))
+        student = load_model(res.student_path, cfg.model.dtype, trainable=True, trust_remote_code=remote).train()
+        pool = ModelPool(cfg.model.dtype, trust_remote_code=remote)
         ctx = Context(student=student, student_path=res.student_path, tokenizer=res.tokenizer, pool=pool,
                       toy_variant=cfg.model.get("toy_variant", "full"), problem_field=cfg.data.problem_field,
                       domain_field=cfg.data.domain_field, chunk_size=cfg.loss.chunk_size)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import math
 import os
 from pathlib import Path
@@ -67,17 +68,37 @@ def _plain(v):
 
 
 def wandb_logger(cfg, run_dir: Path, run_name: str, run_id: str | None = None):
-    """Lightning's W&B logger; offline unless ``logger.wandb.mode=online``. The key comes only from
-    the environment (``WANDB_API_KEY``) and is never written anywhere by this project."""
+    """Lightning's W&B logger; offline unless ``logger.wandb.mode=online``.
+
+    The key comes only from the environment (``WANDB_API_KEY``) and is never written anywhere
+    by this project. An online run that cannot start (no key, no network) falls back to offline
+    with one warning: W&B never kills a run.
+    """
     w = cfg.logger.wandb
     if w.mode == "disabled":
         return None
+    os.environ.setdefault("WANDB_SILENT", "true")
+    logger = _wandb(cfg, run_dir, run_name, run_id, w.mode)
+    if w.mode == "online":
+        try:
+            logger.experiment  # connect now rather than at the first metric
+        except Exception as e:  # noqa: BLE001 - any W&B failure means "log offline"
+            import wandb
+
+            reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+            logging.getLogger("gopd").warning("W&B online failed (%s); logging offline, `wandb sync` later", reason)
+            wandb.finish(exit_code=0)
+            logger = _wandb(cfg, run_dir, run_name, run_id, "offline")
+    return logger
+
+
+def _wandb(cfg, run_dir: Path, run_name: str, run_id: str | None, mode: str):
     from lightning.pytorch.loggers import WandbLogger
     from omegaconf import OmegaConf
 
-    os.environ.setdefault("WANDB_SILENT", "true")
+    w = cfg.logger.wandb
     return WandbLogger(project=w.project, entity=w.entity, group=cfg.experiment, name=run_name,
-                       job_type=run_name, tags=list(w.tags), mode=w.mode, save_dir=str(run_dir),
+                       job_type=run_name, tags=list(w.tags), mode=mode, save_dir=str(run_dir),
                        config=OmegaConf.to_container(cfg, resolve=True), resume="allow", id=run_id)
 
 

@@ -99,8 +99,8 @@ def _checkpoint(key: str, path: str, toy_variant: str) -> str:
     return resolved
 
 
-def _same_vocab(key: str, path: str, student_tok) -> None:
-    tok = load_tokenizer(path)
+def _same_vocab(key: str, path: str, student_tok, remote: bool) -> None:
+    tok = load_tokenizer(path, trust_remote_code=remote)
     if tok.get_vocab() != student_tok.get_vocab():
         raise ConfigError(f"{key}: tokenizer of {path!r} differs from the student's (vocab {len(tok)} vs "
                           f"{len(student_tok)}); G-OPD compares log-probs of the same tokens, so they must share one")
@@ -112,12 +112,13 @@ def check_resources(cfg) -> Resources:
 
     variant = cfg.model.get("toy_variant", "full")
     student = _checkpoint("model.path", cfg.model.path, variant)
-    tokenizer = load_tokenizer(student)
+    remote = bool(cfg.model.get("trust_remote_code", False))
+    tokenizer = load_tokenizer(student, trust_remote_code=remote)
     others = dict(teacher_paths(cfg)) if needs_teacher(cfg) else {}
     if cfg.reference.name == "pre_rl":
         others["reference.path"] = cfg.reference.path  # checked even when alpha = 1 makes it unused
     for key, path in others.items():
-        _same_vocab(key, _checkpoint(key, path, variant), tokenizer)
+        _same_vocab(key, _checkpoint(key, path, variant), tokenizer, remote)
 
     d = cfg.data
     splits = {}
