@@ -102,6 +102,7 @@ def _wandb(cfg, run_dir: Path, run_name: str, run_id: str | None, mode: str):
                        config=OmegaConf.to_container(cfg, resolve=True), resume="allow", id=run_id)
 
 
+@rank_zero_only  # every rank of a multi-GPU arm runs the job; one writes the run's summary
 def write_summary(run_dir: Path, summary: dict) -> Path:
     path = Path(run_dir) / "summary.json"
     tmp = path.with_suffix(".json.tmp")

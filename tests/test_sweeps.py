@@ -1,0 +1,270 @@
+"""Sweeps (sweeps/*.yaml) and cluster profiles (slurm/*.yaml): composition and grid sizes without a
+cluster, then real grids on the local single-node SLURM (slurm/local/cluster.sh) through Hydra's
+submitit_slurm launcher on the miniature toy world."""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from hydra import compose, initialize_config_dir
+
+ROOT = Path(__file__).resolve().parents[1]
+CLUSTER_SH = ROOT / "slurm" / "local" / "cluster.sh"
+START_HINT = f"start it with:  bash {CLUSTER_SH.relative_to(ROOT)} up   (installs Debian packages, needs root)"
+MINI = [
+    "model.toy_variant=mini",
+    "trainer.max_steps=2",
+    "eval.n_problems=8",
+    "eval.every_n_steps=0",
+    "rollout.max_new_tokens=12",
+    "rollout.prompts_per_step=2",
+    "rollout.n=2",
+    "logger.wandb.mode=offline",
+    "logger.progress=false",
+    "save_final=false",
+]
+SIZES = {"alpha_x_mix": 15, "pressure": 8, "reference": 9}
+
+
+# ------------------------------------------------------------------------------ without a cluster
+def compose_hydra(overrides):
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        return compose("train", overrides=list(overrides), return_hydra_config=True)
+
+
+def _load_arms_module():
+    spec = importlib.util.spec_from_file_location("sweep_arms", ROOT / "sweeps" / "arms.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+expand = _load_arms_module().expand  # the arms `train.py -m <overrides>` launches (Hydra's basic sweeper)
+
+
+def arm_cfg(arm: list[str]):
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        return compose("train", overrides=arm)
+
+
+@pytest.mark.parametrize("sweep", sorted(SIZES))
+def test_sweep_files_compose_and_expand_to_their_documented_size(sweep):
+    from gopd.validate import check_config
+
+    cfg = compose_hydra([f"+sweep={sweep}"])
+    assert cfg.experiment == sweep
+    assert f"multirun/{sweep}/" in cfg.hydra.sweep.dir
+    arms = expand([f"+sweep={sweep}"])
+    assert len(arms) == SIZES[sweep]
+    assert len({tuple(sorted(a)) for a in arms}) == SIZES[sweep]
+    for arm in arms:  # every arm composes and passes the pure config checks (pre_rl has its path)
+        c = arm_cfg(arm)
+        assert c.experiment == sweep
+        check_config(c)
+    # a seed axis, either from the seeds file or from the command line, multiplies the grid by 3
+    assert len(expand([f"+sweep=[{sweep},seeds]"])) == 3 * SIZES[sweep]
+    assert len(expand([f"+sweep={sweep}", "seed=0,1,2"])) == 3 * SIZES[sweep]
+    assert compose_hydra([f"+sweep=[{sweep},seeds]"]).experiment == sweep
+
+
+def test_command_line_axes_narrow_or_extend_a_sweep():
+    arms = expand(["+sweep=alpha_x_mix", "alpha=1,2"])  # replaces the alpha axis
+    assert len(arms) == 6
+    assert {a for arm in arms for a in arm if a.startswith("alpha=")} == {"alpha=1", "alpha=2"}
+    assert len(expand(["+sweep=alpha_x_mix", "grpo_mix=0,0.25,0.5,0.75,1"])) == 25  # extends one
+    assert len(expand(["+sweep=pressure", "alpha=2"])) == 8  # a fixed value rides along
+    assert all("alpha=2" in arm for arm in expand(["+sweep=pressure", "alpha=2"]))
+    assert len(expand(["+sweep=reference", "teacher=hinted,rl_checkpoint"])) == 18  # adds an axis
+
+
+def test_arm_grid_values_reach_the_config():
+    arms = expand(["+sweep=alpha_x_mix"])
+    seen = {(c.alpha, c.grpo_mix) for c in map(arm_cfg, arms)}
+    assert seen == {(a, m) for a in (1, 1.25, 1.5, 2, 3) for m in (0, 0.25, 0.5)}
+    c = arm_cfg(["+sweep=pressure", "pressure=reversed", "teacher=rl_checkpoint"])
+    assert (c.pressure.name, c.teacher.name) == ("reversed", "rl_checkpoint")
+    assert list(c.logger.wandb.tags) == ["alpha=1.0", "grpo_mix=0.0", "pressure=reversed", "teacher=rl_checkpoint",
+                                         "reference=student", "seed=0"]
+
+
+def cfg_hydra(*overrides) -> dict:
+    """`train.py <overrides> --cfg all --resolve` as a user would run it (a subprocess, no cluster)."""
+    out = subprocess.run([sys.executable, "src/train.py", *overrides, "--cfg", "all", "--resolve"], cwd=ROOT,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    return yaml.safe_load(out.stdout)["hydra"]
+
+
+@pytest.mark.parametrize("cluster,devices,gpus", [("local", 1, None), ("h100", 8, 8)])
+def test_cluster_profiles_select_the_slurm_launcher_in_one_override(cluster, devices, gpus):
+    h = cfg_hydra("+sweep=alpha_x_mix", f"+cluster={cluster}", "alpha=2")
+    launcher = h["launcher"]
+    assert launcher["_target_"].endswith("SlurmLauncher")
+    assert launcher["tasks_per_node"] == devices and launcher["gpus_per_node"] == gpus
+    assert launcher["partition"] and launcher["timeout_min"] > 0 and launcher["mem_gb"] > 0
+    assert launcher["cpus_per_task"] >= 1 and launcher["signal_delay_s"] > 0 and launcher["max_num_timeout"] >= 1
+    assert launcher["name"] == "alpha_x_mix"
+    assert f"source {ROOT}/.venv/bin/activate" in launcher["setup"]
+    assert h["runtime"]["choices"]["hydra/launcher"] == "submitit_slurm"
+    # the arm's name (run dir, W&B name/job_type) carries the arm, not the sweep file or the cluster
+    assert h["job"]["override_dirname"] == "alpha=2"
+    assert compose_hydra([f"+cluster={cluster}"]).trainer.devices == devices
+
+
+def test_arms_script_lists_a_grid_without_launching():
+    out = subprocess.run([sys.executable, "sweeps/arms.py", "+sweep=[pressure,seeds]", "+cluster=h100", "alpha=2"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert len(lines) == 24 and "24 arms" in out.stderr
+    assert lines[0].split(None, 1)[1] == "pressure=full teacher=hinted seed=0 alpha=2"
+
+
+def test_submit_script_refuses_without_a_sweep():
+    out = subprocess.run(["bash", "slurm/submit.sh"], cwd=ROOT, capture_output=True, text=True, timeout=30)
+    assert out.returncode == 2 and "usage" in out.stderr
+
+
+# ------------------------------------------------------------------------------ on the local SLURM
+@pytest.fixture(scope="module")
+def slurm_env():
+    """SLURM_CONF of the local cluster; FAILS under CI when it is not running (skips locally)."""
+    env = {"SLURM_CONF": os.environ.get("SLURM_CONF", "")}
+    if not env["SLURM_CONF"]:
+        out = subprocess.run(["bash", str(CLUSTER_SH), "env"], capture_output=True, text=True, timeout=30)
+        env["SLURM_CONF"] = out.stdout.strip().split("=", 1)[-1]
+    problem = None
+    if not shutil.which("sbatch"):
+        problem = "SLURM is not installed"
+    else:
+        status = subprocess.run(["bash", str(CLUSTER_SH), "status"], capture_output=True, text=True, timeout=60,
+                                env={**os.environ, **env})
+        if status.returncode != 0:
+            problem = "the local SLURM is not running:\n" + status.stdout
+    if problem:
+        msg = f"{problem}\n{START_HINT}"
+        if os.environ.get("CI"):
+            pytest.fail(msg, pytrace=False)
+        pytest.skip(msg)
+    return env
+
+
+def run_sweep(tmp_path, slurm_env, overrides, name="sweep"):
+    """`train.py -m <overrides> +cluster=local` on the mini toy world, with this process's environment
+    (GOPD_CACHE of the toy_world_mini fixture), as a user would run it."""
+    env = {**os.environ, **slurm_env}
+    sweep_dir = tmp_path / name
+    cmd = [sys.executable, "src/train.py", "-m", *overrides, "+cluster=local", *MINI, f"hydra.sweep.dir={sweep_dir}"]
+    out = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    return out, sweep_dir
+
+
+def run_dirs(sweep_dir: Path) -> list[Path]:
+    return sorted((p for p in sweep_dir.iterdir() if (p / ".hydra").is_dir()), key=lambda p: int(p.name.split("_")[0]))
+
+
+def wandb_run_record(run_dir: Path):
+    """The run record of the arm's offline W&B run (the .wandb file is a LevelDB-style record log)."""
+    from wandb.proto import wandb_internal_pb2
+
+    (path,) = run_dir.glob("wandb/offline-run-*/run-*.wandb")
+    data, pos, buf = path.read_bytes(), 7, b""
+    assert data[:4] == b":W&B"
+    while pos + 7 <= len(data):
+        if 32768 - pos % 32768 < 7:
+            pos += 32768 - pos % 32768
+            continue
+        n, kind = int.from_bytes(data[pos + 4:pos + 6], "little"), data[pos + 6]
+        buf += data[pos + 7:pos + 7 + n]
+        pos += 7 + n
+        if kind in (1, 4):  # a full record, or the last piece of one
+            rec = wandb_internal_pb2.Record()
+            rec.ParseFromString(buf)
+            buf = b""
+            if rec.WhichOneof("record_type") == "run":
+                return rec.run
+    raise AssertionError(f"no run record in {path}")
+
+
+def sacct_states(slurm_env, job_ids, timeout=60) -> dict:
+    """SLURM's final states of the jobs (an arm's result lands a moment before its job ends)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        out = subprocess.run(["sacct", "-n", "-X", "-P", "-o", "JobID,State", "-j", ",".join(job_ids)],
+                             env={**os.environ, **slurm_env},
+                             capture_output=True, text=True, timeout=60, check=True).stdout
+        states = dict(line.split("|", 1) for line in out.splitlines() if "|" in line)
+        if time.monotonic() > deadline or not {"PENDING", "RUNNING", "COMPLETING"} & set(states.values()):
+            return states
+        time.sleep(0.5)
+
+
+@pytest.mark.slow
+def test_alpha_x_mix_grid_runs_on_slurm(slurm_env, toy_world_mini, tmp_path):
+    out, sweep_dir = run_sweep(tmp_path, slurm_env, ["+sweep=alpha_x_mix", "alpha=1,2", "grpo_mix=0,0.5"])
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert "Submitit 'slurm' sweep output dir" in out.stdout + out.stderr
+    runs = run_dirs(sweep_dir)
+    assert len(runs) == 4
+    grid, job_ids = set(), []
+    for run in runs:
+        cfg = yaml.safe_load((run / ".hydra" / "config.yaml").read_text())
+        hydra = yaml.safe_load((run / ".hydra" / "hydra.yaml").read_text())["hydra"]
+        grid.add((cfg["alpha"], cfg["grpo_mix"]))
+        assert cfg["experiment"] == "alpha_x_mix"
+        arm = hydra["job"]["override_dirname"]
+        assert run.name == f"{hydra['job']['num']}_{arm}"
+        assert f"alpha={cfg['alpha']}" in arm and f"grpo_mix={cfg['grpo_mix']}" in arm
+        assert "sweep" not in arm and "cluster" not in arm
+        assert re.fullmatch(r"\d+_\d+", str(hydra["job"]["id"])), hydra["job"]["id"]  # array job id
+        job_ids.append(str(hydra["job"]["id"]))
+        summary = json.loads((run / "summary.json").read_text())
+        assert summary["status"] == "completed" and summary["steps"] == 2
+        with open(run / "metrics.csv") as f:
+            assert [r["step"] for r in csv.DictReader(f)] == ["0", "1", "2"]
+        wb = wandb_run_record(run)
+        assert wb.run_group == "alpha_x_mix"  # one W&B group for the sweep ...
+        assert wb.job_type == arm and wb.display_name == arm  # ... the arm as job type and name
+        assert f"alpha={cfg['alpha']}" in wb.tags and f"grpo_mix={cfg['grpo_mix']}" in wb.tags
+    assert grid == {(1, 0), (1, 0.5), (2, 0), (2, 0.5)}
+    assert len({j.split("_")[0] for j in job_ids}) == 1  # one SLURM job array
+    assert set(sacct_states(slurm_env, job_ids).values()) == {"COMPLETED"}  # accounting answers
+    # the arms saw the driver's environment (submitit's sbatch exports it): the test's toy world
+    logs = "".join(p.read_text() for p in sweep_dir.glob(".submitit/*/*_log.out"))
+    assert logs.count(f"GOPD_CACHE={os.environ['GOPD_CACHE']}") == 4, logs[-2000:]
+    index = subprocess.run([sys.executable, "sweeps/index.py", str(sweep_dir)], cwd=ROOT,
+                           env={**os.environ, **slurm_env}, capture_output=True, text=True, timeout=60)
+    assert index.returncode == 0 and "4 arms: 4 completed, 0 failed" in index.stdout, index.stdout + index.stderr
+    assert (sweep_dir / "index.csv").exists()
+
+
+@pytest.mark.slow
+def test_an_invalid_arm_fails_alone_and_is_recorded(slurm_env, toy_world_mini, tmp_path):
+    # reference sweep at alpha=2 without the pre-RL path: the pre_rl arm is invalid, the others run
+    out, sweep_dir = run_sweep(tmp_path, slurm_env, ["+sweep=reference", "alpha=2", "reference.path=null"])
+    assert out.returncode != 0  # the driver reports the failure after every arm has finished
+    assert "reference.path is required" in out.stderr
+    runs = run_dirs(sweep_dir)
+    assert len(runs) == 3
+    status = {}
+    for run in runs:
+        cfg = yaml.safe_load((run / ".hydra" / "config.yaml").read_text())
+        status[cfg["reference"]["name"]] = json.loads((run / "summary.json").read_text())
+    assert status["student"]["status"] == "completed" and status["teacher"]["status"] == "completed"
+    assert status["pre_rl"]["status"] == "failed" and "reference.path is required" in status["pre_rl"]["error"]
+    index = subprocess.run([sys.executable, "sweeps/index.py", str(sweep_dir), "--json"], cwd=ROOT,
+                           env={**os.environ, **slurm_env}, capture_output=True, text=True, timeout=60)
+    assert index.returncode == 1  # non-zero: an arm failed
+    rows = [json.loads(line) for line in index.stdout.splitlines()]
+    assert sorted(r["status"] for r in rows) == ["completed", "completed", "failed"]
