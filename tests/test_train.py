@@ -60,6 +60,23 @@ def test_every_group_combination_runs_two_steps(toy_world_mini, tmp_path, teache
         assert all(float(r["opd/neg_mass"]) == 0 for r in rows[:2])
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("estimator", ["full", "topk"])
+@pytest.mark.parametrize("teacher,reference,pressure", [("hinted", "student", "positive"),
+                                                         ("rl_checkpoint", "teacher", "full"),
+                                                         ("domain_experts", "pre_rl", "reversed")])
+def test_vocabulary_estimators_run_two_steps(toy_world_mini, tmp_path, estimator, teacher, reference, pressure):
+    extra = ["reference.path=toy://teacher_base"] if reference == "pre_rl" else []
+    cfg = compose_cfg([f"estimator={estimator}", f"teacher={teacher}", f"reference={reference}",
+                       f"pressure={pressure}", "alpha=2", "grpo_mix=0.25", *extra])
+    summary = run(cfg, tmp_path, "vocab")
+    assert summary["status"] == "completed" and summary["train/skipped_steps"] == 0
+    rows = read_metrics(tmp_path)
+    assert all(r["opd/teacher_kl"] != "" and float(r["opd/teacher_kl"]) >= 0 for r in rows[:2])
+    if pressure == "positive":
+        assert all(float(r["opd/neg_mass"]) == 0 for r in rows[:2])
+
+
 def test_student_equal_teacher_alpha_one_gives_zero_advantage_and_still_weights(toy_world_mini, tmp_path):
     cfg = compose_cfg(["teacher=rl_checkpoint", "teacher.path=toy://student", "alpha=1", "pressure=full",
                        "save_final=true"])

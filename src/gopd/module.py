@@ -1,6 +1,6 @@
 """The LightningModule: one G-OPD step, orchestrated.
 
-    rollout -> score (s, q, r) -> verify (R) -> advantages -> loss -> update -> sync
+    rollout -> verify (R) -> score (s, q, r) -> advantages -> loss -> update -> sync
 
 Every stage is a call into its own module; this file only wires them and times them.
 Optimization is manual so that the step reads top to bottom and a non-finite step can be
@@ -117,21 +117,14 @@ class GOPDModule(L.LightningModule):
         batch = self.rollout.sample(rows)                                                   # rollout
         t1 = time.perf_counter()
 
-        logp = completion_logprobs(self.student, batch.prompt_ids, batch.completion_ids,   # score
-                                   batch.mask, pad, chunk_size=cfg.loss.chunk_size)
-        old = logp.detach()  # one update per rollout batch: pi_old is the current policy
-        q, r = self._teacher_and_reference(batch, pad)
+        rewards = self._verify(batch)                                                       # verify
+        if self.teacher is not None and cfg.estimator.name != "token":                      # score ->
+            loss, diag, checks = self._vocab_loss(batch, rewards, pad)                      # advantages ->
+        else:                                                                               # loss
+            loss, diag, checks = self._token_loss(batch, rewards, pad)
         t2 = time.perf_counter()
 
-        rewards = self._verify(batch)                                                       # verify
-
-        adv, opd, grpo = self._advantages(batch, old, q, r, rewards)                        # advantages
-        loss = objective.policy_loss(logp, old, adv, batch.mask,                            # loss
-                                     eps_low=cfg.loss.eps_low, eps_high=cfg.loss.eps_high,
-                                     rollout_logp=batch.rollout_logp, tis_cap=cfg.loss.tis_cap)
-
-        bad = _first_non_finite(batch.mask, student_logp=old, teacher_logp=q, ref_logp=r, advantages=adv, loss=loss)
-        grad_norm = self._update(loss, bad)                                                  # update
+        grad_norm = self._update(loss, _first_non_finite(batch.mask, **checks))             # update
         self.rollout.sync(self.student)                                                     # sync
         t3 = time.perf_counter()
 
@@ -150,7 +143,7 @@ class GOPDModule(L.LightningModule):
             "perf/update_s": t3 - t2,
             "perf/tokens_per_s": n_tok / max(t3 - t0, 1e-9),
         }
-        metrics.update(objective.opd_diagnostics(old, q, r, batch.mask, opd, grpo, batch.group_ids))
+        metrics.update(diag)
         metrics = {k: metrics.get(k, math.nan) for k in STEP_METRICS} | metrics
         self.emit(metrics, self.batches)
         self.batches += 1
@@ -158,6 +151,48 @@ class GOPDModule(L.LightningModule):
             self.trainer.should_stop = True
         progress = {"reward": metrics["train/reward"], "eval_acc": self.summary.get("eval/accuracy_final", math.nan)}
         self.log_dict(progress, prog_bar=True, logger=False, batch_size=len(batch.rows))
+
+    def _token_loss(self, batch: RolloutBatch, rewards, pad: int):
+        """The sampled-token estimator: s, q, r of each sampled token -> A_t -> PPO-clip loss."""
+        cfg = self.cfg
+        logp = completion_logprobs(self.student, batch.prompt_ids, batch.completion_ids, batch.mask, pad,
+                                   chunk_size=cfg.loss.chunk_size)
+        old = logp.detach()  # one update per rollout batch: pi_old is the current policy
+        q, r = self._teacher_and_reference(batch, pad)
+        adv, opd, grpo = self._advantages(batch, old, q, r, rewards)
+        loss = objective.policy_loss(logp, old, adv, batch.mask, eps_low=cfg.loss.eps_low, eps_high=cfg.loss.eps_high,
+                                     rollout_logp=batch.rollout_logp, tis_cap=cfg.loss.tis_cap)
+        diag = objective.opd_diagnostics(old, q, r, batch.mask, opd, grpo, batch.group_ids)
+        checks = dict(student_logp=old, teacher_logp=q, ref_logp=r, advantages=adv, loss=loss)
+        return loss, diag, checks
+
+    def _vocab_loss(self, batch: RolloutBatch, rewards, pad: int):
+        """Full-vocabulary / top-k estimator: the OPD loss over vocabulary entries at every
+        position (chunked through the LM heads), mixed with GRPO on the sampled token."""
+        from gopd.logprobs import token_logprobs_from_hidden
+        from gopd.vocab import completion_hidden, vocab_opd_loss
+
+        cfg, m = self.cfg, self.cfg.grpo_mix
+        hidden = completion_hidden(self.student, batch.prompt_ids, batch.completion_ids, batch.mask, pad)
+        vl = vocab_opd_loss(self.student, self.teacher, self.reference, batch, pad, estimator=cfg.estimator.name,
+                            k=cfg.estimator.get("k", 32), alpha=cfg.alpha, pressure=cfg.pressure.name,
+                            clip=cfg.pressure.get("clip"), correct=rewards > 0.5, chunk_size=cfg.loss.chunk_size,
+                            student_hidden=hidden)
+        loss, grpo = vl.loss, None
+        if m > 0:  # GRPO stays on the sampled token; the two losses mix
+            head = self.student.get_output_embeddings()
+            logp = token_logprobs_from_hidden(hidden, head.weight, batch.completion_ids, bias=head.bias,
+                                              chunk_size=cfg.loss.chunk_size)
+            logp = torch.where(batch.mask.bool(), logp, torch.zeros_like(logp))
+            grpo = objective.grpo_advantages(rewards, batch.group_ids, scale=cfg.grpo.scale)
+            g_adv = objective.mix_advantages(torch.zeros_like(logp), grpo, 1.0, batch.mask)
+            loss_grpo = objective.policy_loss(logp, logp.detach(), g_adv, batch.mask, eps_low=cfg.loss.eps_low,
+                                              eps_high=cfg.loss.eps_high, rollout_logp=batch.rollout_logp,
+                                              tis_cap=cfg.loss.tis_cap)
+            loss = (1 - m) * loss + m * loss_grpo
+        diag = objective.opd_diagnostics(vl.expected_adv, None, None, batch.mask, vl.expected_adv, grpo,
+                                         batch.group_ids) | vl.metrics  # grpo/*, mix/*; exact vocab terms win
+        return loss, diag, dict(advantages=vl.expected_adv, loss=loss)
 
     def _teacher_and_reference(self, batch: RolloutBatch, pad: int):
         q = r = None

@@ -303,3 +303,141 @@ def opd_diagnostics(
             agree = (torch.sign(summed) == torch.sign(grpo_adv)) & both
             out["mix/sign_agreement"] = float(agree.sum() / both.sum()) if both.any() else float("nan")
     return out
+
+
+# ---------------------------------------------------------------------------------------------
+# full-vocabulary and top-k estimators (DESIGN.md "Estimators"; issue 8)
+#
+# The same definitions as above, applied to every vocabulary entry v at each completion
+# position: tensors are [..., V] (usually [B, T, V] or a chunk of positions [n, V]).
+#
+#     delta(v) = alpha * (q(v) - r(v)) - (s(v) - r(v));   A(v) = clip(pressure(delta(v)))
+#     loss     = -(1/N) sum_t sum_v pi_theta(v) * A(v)     (A a constant)
+#
+# With pressure=full at theta = theta_old, A = g - s with g = alpha * q + (1 - alpha) * r, and the
+# logit gradient -p * (A - E_p[A]) is exactly that of KL(pi_theta || softmax(g)): the reverse KL
+# to the normalised pi_ref^(1-alpha) pi_T^alpha, i.e. the analytic expectation of the token
+# estimator's gradient.
+
+ESTIMATORS = ("token", "full", "topk")
+
+
+def _check_same(name: str, x: Tensor | None, like: Tensor) -> None:
+    if x is not None and (not isinstance(x, Tensor) or x.shape != like.shape):
+        got = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
+        raise ValueError(f"{name} has shape {got}, expected {tuple(like.shape)} like student_logp_v")
+
+
+def vocab_advantages(
+    student_logp_v: Tensor,
+    teacher_logp_v: Tensor,
+    ref_logp_v: Tensor | None,
+    *,
+    alpha: float,
+    pressure: str,
+    correct: Tensor | None = None,
+    clip: float | None = None,
+) -> Tensor:
+    """Per-entry G-OPD advantage ``A(v)`` ``[..., V]`` (detached): the token rule on every entry.
+
+    ``correct`` (``pressure='reversed'``) is a bool tensor over the leading dimension (``[B]``
+    for ``[B, T, V]``, or one flag per position for a ``[n, V]`` chunk). ``ref_logp_v`` may be
+    ``None`` only when ``alpha == 1``; pass the teacher's tensor for ``reference=teacher``.
+    """
+    _check_alpha(alpha)
+    _check_pressure(pressure)
+    if not isinstance(student_logp_v, Tensor) or student_logp_v.dim() < 2:
+        raise ValueError(f"student_logp_v must be a [..., V] tensor with a leading dimension, "
+                         f"got {getattr(student_logp_v, 'shape', type(student_logp_v).__name__)}")
+    _check_same("teacher_logp_v", teacher_logp_v, student_logp_v)
+    _check_same("ref_logp_v", ref_logp_v, student_logp_v)
+    if clip is not None and (isinstance(clip, bool) or not isinstance(clip, Real) or not clip > 0):
+        raise ValueError(f"clip must be a number > 0 or None (off), got {clip!r}")
+    if ref_logp_v is None and alpha != 1:
+        raise ValueError(f"ref_logp_v is required when alpha != 1 (got alpha={alpha}); only alpha=1 ignores the reference")
+    with torch.no_grad():
+        # token_delta's form, (q - s) + (alpha - 1) * (q - r), in place: [..., V] blocks are large.
+        delta = teacher_logp_v.detach() - student_logp_v.detach()
+        if ref_logp_v is not None and alpha != 1:
+            delta.add_(teacher_logp_v.detach() - ref_logp_v.detach(), alpha=alpha - 1.0)
+        adv = apply_pressure(delta, pressure, correct)
+        return adv if clip is None else adv.clamp_(-float(clip), float(clip))
+
+
+def topk_support(teacher_logp_v: Tensor, k: int, sampled: Tensor | None = None) -> Tensor:
+    """Bool ``[..., V]``: the teacher's top-``k`` entries plus the sampled token (``[...]``).
+
+    The sampled token is already in the top-k on most positions; the union then has k entries,
+    else k + 1. ``k >= V`` selects every entry (top-k then equals the full estimator exactly).
+    """
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise ValueError(f"k (estimator.k) must be an integer >= 1, got {k!r}")
+    vocab = teacher_logp_v.shape[-1]
+    if k >= vocab:
+        return torch.ones(teacher_logp_v.shape, dtype=torch.bool, device=teacher_logp_v.device)
+    keep = torch.zeros(teacher_logp_v.shape, dtype=torch.bool, device=teacher_logp_v.device)
+    keep.scatter_(-1, teacher_logp_v.topk(k, dim=-1).indices, True)
+    if sampled is not None:
+        if sampled.shape != teacher_logp_v.shape[:-1]:
+            raise ValueError(f"sampled has shape {tuple(sampled.shape)}, expected {tuple(teacher_logp_v.shape[:-1])}")
+        keep.scatter_(-1, sampled.unsqueeze(-1), True)
+    return keep
+
+
+def restrict_advantages(adv_v: Tensor, support: Tensor) -> Tensor:
+    """Top-k: ``A(v) = 0`` outside the support, which is the restricted sum, *not renormalised*.
+
+    No renormalisation, because (1) every kept entry keeps its true log-probs, so its A(v) is
+    exactly the full estimator's and k = V is the full estimator bit for bit; (2) renormalising
+    each model over its own top set would change s, q, r by per-position constants that differ
+    between models (different supports / masses), biasing delta even on the kept entries. The
+    cost: entries outside the set (where the teacher is small and A is usually negative) get no
+    push-down beyond the softmax coupling, except the sampled token, which is always kept.
+    """
+    return torch.where(support, adv_v, torch.zeros((), dtype=adv_v.dtype, device=adv_v.device))
+
+
+def vocab_opd_loss_terms(logp_theta_v: Tensor, adv_v: Tensor) -> Tensor:
+    """Per-position loss ``-sum_v pi_theta(v) * A(v)`` ``[...]``; the gradient flows through ``logp_theta_v``."""
+    _check_same("adv_v", adv_v, logp_theta_v)
+    return -(logp_theta_v.exp() * adv_v.detach()).sum(-1)
+
+
+def vocab_opd_logit_grad(logp_theta_v: Tensor, adv_v: Tensor) -> Tensor:
+    """d/d logits of ``vocab_opd_loss_terms``: ``-p * (A - E_p[A])`` ``[..., V]`` (no autograd).
+
+    The fused scoring path (gopd.vocab) uses it to form the gradient in the forward pass.
+    """
+    _check_same("adv_v", adv_v, logp_theta_v)
+    p = logp_theta_v.detach().exp()
+    pa = p * adv_v
+    return pa.sum(-1, keepdim=True).mul(p).sub_(pa)
+
+
+def vocab_diagnostic_terms(student_logp_v: Tensor, teacher_logp_v: Tensor, ref_logp_v: Tensor | None,
+                           adv_v: Tensor) -> dict[str, Tensor]:
+    """Per-position full-vocabulary diagnostics ``[...]``, each a ``pi``-weighted sum over entries.
+
+    ``pi = exp(student_logp_v)`` (the student at theta = theta_old). Reduce with a mean over real
+    tokens, except ``max_shock`` (a max): see ``gopd.vocab.vocab_opd_loss`` for the metric names.
+
+    - ``pos_mass``  sum_v pi(v) max(A(v), 0);  ``neg_mass`` sum_v pi(v) max(-A(v), 0)
+    - ``pos_frac``  sum_v pi(v) [A(v) > 0]: the probability mass the update pushes up
+    - ``teacher_kl`` sum_v pi(v) (s - q) = KL(pi || pi_T), exact; ``ref_kl`` KL(pi || pi_ref)
+    - ``shock``     sum_v pi(v) |q - s|: the expected size of the per-token disagreement whose
+      sampled value is the token estimator's ``|q_t - s_t|``. (``max_v |q - s|`` would be set by
+      tail entries of ~1e-10 probability the student never samples, so it is not used.)
+    """
+    with torch.no_grad():
+        p = student_logp_v.exp()
+        gap = teacher_logp_v - student_logp_v
+        out = {
+            "pos_mass": (p * adv_v.clamp_min(0)).sum(-1),
+            "neg_mass": (p * (-adv_v).clamp_min(0)).sum(-1),
+            "pos_frac": torch.where(adv_v > 0, p, torch.zeros((), dtype=p.dtype, device=p.device)).sum(-1),
+            "teacher_kl": -(p * gap).sum(-1),
+            "shock": (p * gap.abs()).sum(-1),
+        }
+        if ref_logp_v is not None:
+            out["ref_kl"] = (p * (student_logp_v - ref_logp_v)).sum(-1)
+        return out

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from numbers import Real
 from pathlib import Path
 
-from gopd.objective import PRESSURES
+from gopd.objective import ESTIMATORS, PRESSURES
 from gopd.pool import is_local, load_tokenizer, looks_like_local_path, resolve_checkpoint
 from gopd.teachers import REFERENCES, TEACHERS, teacher_paths
 
@@ -47,6 +47,10 @@ def check_config(cfg) -> list[str]:
         raise ConfigError(f"reference must be one of {', '.join(REFERENCES)}, got {cfg.reference.name!r}")
     if cfg.pressure.name not in PRESSURES:
         raise ConfigError(f"pressure must be one of {', '.join(PRESSURES)}, got {cfg.pressure.name!r}")
+    if cfg.estimator.name not in ESTIMATORS:
+        raise ConfigError(f"estimator must be one of {', '.join(ESTIMATORS)}, got {cfg.estimator.name!r}")
+    if cfg.estimator.name == "topk" and (not isinstance(cfg.estimator.get("k"), int) or cfg.estimator.k < 1):
+        raise ConfigError(f"estimator.k must be an integer >= 1, got {cfg.estimator.get('k')!r}")
     clip = cfg.pressure.get("clip")
     if clip is not None and (not _number(clip) or clip <= 0):
         raise ConfigError(f"pressure.clip must be a number > 0 or null (off), got {clip!r}")
