@@ -115,8 +115,11 @@ DESIGN_METRICS = ["train/reward", "train/response_len", "eval/accuracy", "opd/po
 
 def test_outputs_metrics_summary_and_wandb_offline(toy_world_mini, tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_DIR", str(tmp_path))
-    cfg = compose_cfg(["alpha=2", "grpo_mix=0.5", "logger.wandb.mode=offline", "eval.every_n_steps=1"])
+    cfg = compose_cfg(["alpha=2", "grpo_mix=0.5", "logger.wandb.mode=offline", "eval.every_n_steps=1",
+                       "traces.every_n_steps=1"])
     summary = run(cfg, tmp_path, "outputs")
+    assert sorted(p.name for p in (tmp_path / "traces").glob("step-*.jsonl")) == ["step-000000.jsonl",
+                                                                                  "step-000001.jsonl"]
     header = read_metrics(tmp_path)[0].keys()
     assert not [m for m in DESIGN_METRICS if m not in header]
     on_disk = json.loads((tmp_path / "summary.json").read_text())

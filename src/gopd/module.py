@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 import lightning as L
 import torch
 
-from gopd import objective
+from gopd import objective, traces
 from gopd.evaluate import gap_closed, greedy_accuracy, scorer_accuracy
 from gopd.rollout import RolloutBatch, decode
 from gopd.scoring import completion_logprobs
@@ -160,6 +160,9 @@ class GOPDModule(L.LightningModule):
         old = logp.detach()  # one update per rollout batch: pi_old is the current policy
         q, r = self._teacher_and_reference(batch, pad)
         adv, opd, grpo = self._advantages(batch, old, q, r, rewards)
+        if self.trainer.is_global_zero:
+            traces.maybe_save(cfg, self.trainer.default_root_dir, self.batches, batch, self.tokenizer,
+                              s=old, q=q, r=r, adv=adv, opd=opd, rewards=rewards)
         loss = objective.policy_loss(logp, old, adv, batch.mask, eps_low=cfg.loss.eps_low, eps_high=cfg.loss.eps_high,
                                      rollout_logp=batch.rollout_logp, tis_cap=cfg.loss.tis_cap)
         diag = objective.opd_diagnostics(old, q, r, batch.mask, opd, grpo, batch.group_ids)

@@ -1,0 +1,95 @@
+"""Hint-strength diagnostic: its numbers are the trainer's, on the same batch."""
+
+from __future__ import annotations
+
+import csv
+
+import datasets
+import pytest
+import torch
+
+from gopd import diagnose, objective
+from gopd.pool import load_model, load_tokenizer
+from gopd.prompts import PromptBuilder
+from gopd.scoring import Route, Scorer, completion_logprobs
+
+HINTS = ["hint_answer", "hint_solution", "hint_soft"]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def world(toy_world_mini):
+    tok = load_tokenizer(str(toy_world_mini / "student"))
+    student = load_model(str(toy_world_mini / "student"))
+    rows = datasets.Dataset.from_parquet(str(toy_world_mini / "data" / "train.parquet")).select(range(3)).to_list()
+    batch = diagnose.sample_batch(student, tok, rows, n=2, max_new_tokens=12, seed=0, prompts_per_call=2)
+    return tok, student, batch, toy_world_mini
+
+
+@pytest.mark.parametrize("pressure,alpha", [("full", 1.0), ("positive", 2.0), ("reversed", 1.5)])
+def test_table_equals_the_objective_diagnostics_on_the_same_batch(world, pressure, alpha):
+    tok, student, batch, _ = world
+    table = diagnose.hint_table(student, tok, batch, HINTS, alpha=alpha, pressure=pressure, reference="student")
+    pad, mask = tok.pad_token_id, batch.mask
+    s = completion_logprobs(student, batch.prompt_ids, batch.completion_ids, mask, pad)  # as module._token_loss
+    from gopd.rollout import decode
+    from gopd.verifier import verify_batch
+
+    correct = torch.tensor(verify_batch(decode(tok, batch.completion_ids, mask), [r["answer"] for r in batch.rows]))
+    assert [row["hint"] for row in table] == HINTS
+    for row, h in zip(table, HINTS):
+        q = Scorer({"hinted": Route(student, PromptBuilder(tok, hint_field=h))}).score(batch.rows, batch.completion_ids,
+                                                                                         mask, pad)
+        opd = objective.token_advantages(s, q, s, mask, alpha=alpha, pressure=pressure, correct=correct)
+        want = objective.opd_diagnostics(s, q, s, mask, opd)
+        for key, value in want.items():
+            assert row[key] == pytest.approx(value, rel=1e-6, abs=1e-7), key
+        delta = objective.token_delta(s, q, s, alpha=alpha)[mask.bool()]
+        assert row["delta/mean"] == pytest.approx(float(delta.mean()), rel=1e-6, abs=1e-7)
+        assert row["delta/max"] == pytest.approx(float(delta.max()), rel=1e-6, abs=1e-7)
+        assert row["delta/min"] <= row["delta/mean"] <= row["delta/max"]
+        if pressure == "positive":
+            assert row["opd/neg_mass"] == 0
+
+
+def test_reference_teacher_makes_alpha_inert_and_opd_teacher_adds_agreement(world):
+    tok, student, batch, mini = world
+    teacher = load_model(str(mini / "teacher"))
+    one = diagnose.hint_table(student, tok, batch, ["hint_soft"], alpha=1.0)
+    two = diagnose.hint_table(student, tok, batch, ["hint_soft"], alpha=3.0, reference="teacher", opd_teacher=teacher)
+    assert two[0]["delta/mean"] == pytest.approx(one[0]["delta/mean"], abs=1e-7)
+    assert 0 <= two[0]["agree/pos"] <= 1 and 0 <= two[0]["agree/neg"] <= 1
+    with pytest.raises(ValueError, match="needs ref_model"):
+        diagnose.hint_table(student, tok, batch, ["hint_soft"], reference="pre_rl")
+
+
+def test_concatenated_rollout_slices_keep_groups_apart(world):
+    tok, student, batch, _ = world
+    assert batch.group_ids.tolist() == [0, 0, 1, 1, 2, 2]  # sampled in two calls of 2 and 1 prompts
+    assert batch.completion_ids.shape == batch.mask.shape and len(batch.prompt_ids) == 6
+
+
+def test_cli_prints_and_saves_the_table(world, tmp_path, capsys):
+    *_, mini = world
+    out = tmp_path / "hints"
+    code = diagnose.main(["--student", str(mini / "student"), "--data", str(mini / "data"), "--prompts", "2", "--n", "2",
+                          "--max-new-tokens", "8", "--eval-problems", "4", "--alpha", "2", "--pressure", "positive",
+                          "--out", str(out)])
+    assert code == 0
+    with open(out.with_suffix(".csv")) as f:
+        rows = list(csv.DictReader(f))
+    assert [r["hint"] for r in rows] == ["(student)", *HINTS]
+    assert all(r["teacher/accuracy"] != "" for r in rows) and all(r["opd/pos_mass"] for r in rows[1:])
+    md = (tmp_path / "hints.md").read_text()
+    assert "| hint_soft |" in md and "alpha=2.0" in md
+    assert "hint strength" in capsys.readouterr().out
+    assert diagnose.main(["--data", str(mini / "data"), "--student", str(mini / "student"), "--hints", "hint_x",
+                          "--out", str(out)]) == 2
+    assert "hint_x not in the data" in capsys.readouterr().err
