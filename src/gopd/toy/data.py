@@ -2,16 +2,20 @@
 
 Every row is a verifiable problem with a short worked solution ending in ``\\boxed{answer}``:
 
-    add   "457+385"  ->  "7+5=12,5+8+1=14,4+3+1=8 \\boxed{842}"
-    mul   "457*6"    ->  "7*6=42,5*6+4=34,4*6+3=27 \\boxed{2742}"
+    add   "457+385"  ->  "7+5=12a5+8+1=14b4+3+1=8c;c8b4a2 \\boxed{842}"
+    mul   "457*6"    ->  "7*6=42a5*6+4=34b4*6+3=27c;c27b4a2 \\boxed{2742}"
 
-One scratchpad item per column, least significant first: the two digits (and the carry in,
-when there is one) and their result; the final answer is the last column's full result
-followed by the last digit of every earlier column, most significant first.
+First pass: one item per column, least significant first: the two digits (and the carry in,
+when there is one) and their result, closed by the column's label (a, b, c, ...). Second pass
+(after ``;``): the answer's digits, most significant first, each after its column's label
+(the last column's full result first). Then the boxed answer. The labels make the reversal
+from columns to answer a lookup by content, which a 2-layer model learns reliably (without
+them the unlabelled reversal was the bottleneck: ~65% on 4-digit additions after 900 steps).
+Solutions are <= 52 tokens with the toy tokenizer (digits are single tokens).
 
-Rows carry three hints of decreasing strength: ``hint_solution`` (the whole worked solution),
-``hint_answer`` ("the answer is 842") and ``hint_soft`` (the number of carries: a structural
-nudge that never contains the answer).
+Rows carry three hints: ``hint_solution`` (the whole worked solution), ``hint_answer``
+("the answer is \\boxed{842}") and ``hint_soft`` (the number of carries between columns: a
+structural nudge that never contains the answer).
 
 Everything is a pure function of the seed; the held-out test split is drawn first and the
 training split excludes its problems (both are deduplicated by ``problem``).
@@ -42,34 +46,48 @@ def _rand_int(rng: random.Random, n_digits: int) -> int:
     return rng.randint(10 ** (n_digits - 1), 10**n_digits - 1)
 
 
+LABELS = "abcdefgh"  # column labels, least significant first
+
+
+def _worked(items: list[str], results: list[int], answer: str) -> str:
+    """First pass (items, each closed by its column label), then the answer's digits
+    most significant first, each after its column's label, then the boxed answer."""
+    first = "".join(f"{item}{LABELS[i]}" for i, item in enumerate(items))
+    n = len(results)
+    second = f"{LABELS[n - 1]}{results[-1]}" + "".join(f"{LABELS[i]}{results[i] % 10}" for i in range(n - 2, -1, -1))
+    return f"{first};{second} \\boxed{{{answer}}}"
+
+
 def solve_add(a: int, b: int) -> tuple[str, str, int]:
     """(solution, answer, number of carries) for a + b, column by column."""
     da, db = str(a)[::-1], str(b)[::-1]
     n = max(len(da), len(db))
-    items, carry, carries = [], 0, 0
+    items, results, carry, carries = [], [], 0, 0
     for i in range(n):
         x = int(da[i]) if i < len(da) else 0
         y = int(db[i]) if i < len(db) else 0
         s = x + y + carry
         items.append(f"{x}+{y}+{carry}={s}" if carry else f"{x}+{y}={s}")
+        results.append(s)
         carry = s // 10
         carries += carry if i < n - 1 else 0
     answer = str(a + b)
-    return ",".join(items) + f" \\boxed{{{answer}}}", answer, carries
+    return _worked(items, results, answer), answer, carries
 
 
 def solve_mul(a: int, d: int) -> tuple[str, str, int]:
     """(solution, answer, number of nonzero carries between columns) for a * d (d one digit)."""
     da = str(a)[::-1]
-    items, carry, carries = [], 0, 0
+    items, results, carry, carries = [], [], 0, 0
     for i, ch in enumerate(da):
         x = int(ch)
         p = x * d + carry
         items.append(f"{x}*{d}+{carry}={p}" if carry else f"{x}*{d}={p}")
+        results.append(p)
         carry = p // 10
         carries += int(carry > 0 and i < len(da) - 1)
     answer = str(a * d)
-    return ",".join(items) + f" \\boxed{{{answer}}}", answer, carries
+    return _worked(items, results, answer), answer, carries
 
 
 def soft_hint(carries: int) -> str:
@@ -96,7 +114,7 @@ def make_row(domain: str, a: int, b: int) -> dict:
         "problem": problem,
         "solution": solution,
         "answer": answer,
-        "hint_answer": f"the answer is {answer}",
+        "hint_answer": f"the answer is \\boxed{{{answer}}}",
         "hint_solution": solution,
         "hint_soft": soft_hint(carries),
     }

@@ -59,11 +59,22 @@ def new_model(spec: ModelSpec, tokenizer, seed: int):
     return model
 
 
-def save_checkpoint(model, tokenizer, path: str | Path) -> Path:
-    """``save_pretrained`` (safetensors) plus the tokenizer, so the directory is self-contained."""
+def save_checkpoint(model, tokenizer, path: str | Path, tokenizer_dir: str | Path | None = None) -> Path:
+    """``save_pretrained`` (safetensors) plus the tokenizer, so the directory is self-contained.
+
+    With ``tokenizer_dir`` its files are copied verbatim (the saved tokenizer, byte for byte);
+    otherwise ``tokenizer.save_pretrained`` writes them.
+    """
+    import shutil
+
     path = Path(path)
     model.save_pretrained(str(path), safe_serialization=True)
-    tokenizer.save_pretrained(str(path))
+    if tokenizer_dir is not None and Path(tokenizer_dir).is_dir():
+        for f in sorted(Path(tokenizer_dir).iterdir()):
+            if f.is_file():
+                shutil.copyfile(f, path / f.name)
+    else:
+        tokenizer.save_pretrained(str(path))
     return path
 
 
