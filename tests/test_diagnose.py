@@ -16,12 +16,7 @@ from gopd.scoring import Route, Scorer, completion_logprobs
 HINTS = ["hint_answer", "hint_solution", "hint_soft"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
