@@ -16,6 +16,7 @@ from torch import Tensor
 
 from gopd.logprobs import DEFAULT_CHUNK, token_logprobs_from_hidden
 from gopd.prompts import PromptBuilder
+from gopd.rollout import left_pad
 
 
 def pack(prompt_ids: Sequence[Sequence[int]], completion_ids: Tensor, completion_mask: Tensor, pad_id: int):
@@ -25,18 +26,12 @@ def pack(prompt_ids: Sequence[Sequence[int]], completion_ids: Tensor, completion
     token ``t`` is predicted by the hidden state at ``P - 1 + t``. Position ids count real
     tokens only, as generation does.
     """
-    b, t = completion_ids.shape
-    p = max(len(x) for x in prompt_ids)
-    device = completion_ids.device
-    ids = torch.full((b, p + t), pad_id, dtype=torch.long, device=device)
-    attn = torch.zeros((b, p + t), dtype=torch.long, device=device)
-    for i, row in enumerate(prompt_ids):
-        ids[i, p - len(row) : p] = torch.tensor(row, dtype=torch.long, device=device)
-        attn[i, p - len(row) : p] = 1
-    ids[:, p:] = torch.where(completion_mask.bool(), completion_ids, torch.full_like(completion_ids, pad_id))
-    attn[:, p:] = completion_mask.long()
+    prompt, prompt_attn = left_pad(prompt_ids, pad_id, completion_ids.device)
+    completion = torch.where(completion_mask.bool(), completion_ids, torch.full_like(completion_ids, pad_id))
+    ids = torch.cat([prompt, completion], dim=1)
+    attn = torch.cat([prompt_attn, completion_mask.long()], dim=1)
     pos = (attn.cumsum(-1) - 1).clamp_min(0)
-    return ids, attn, pos, p
+    return ids, attn, pos, prompt.shape[1]
 
 
 def completion_logprobs(
@@ -99,9 +94,6 @@ class Scorer:
                                            chunk_size=self.chunk_size)
             route.model.train(was_training)
         return out
-
-    def models(self) -> list[torch.nn.Module]:
-        return [r.model for r in self.routes.values()]
 
 
 class EMA:
