@@ -1,0 +1,737 @@
+"""Compare ablation arms from run directories: a table and plots under ``results/<name>/``.
+
+    python src/compare.py multirun/alpha_x_mix/<time> --baseline alpha=1,grpo_mix=0 --name alpha_x_mix
+    python src/compare.py multirun/pressure/ multirun/pressure_seeds/ --baseline pressure=full
+
+Reads only what a run writes (DESIGN.md section 6: ``.hydra/config.yaml``, ``metrics.csv``,
+``summary.json``), so a comparison is reproducible from the run directories without W&B. Runs
+are grouped into arms by the config keys whose values differ between runs; seeds are pooled.
+Writes ``table.md``, ``table.csv`` (one row per arm), ``runs.csv`` (one row per run) and
+``accuracy.png``, ``response_len.png`` (and ``heatmap.png`` when alpha and grpo_mix both vary).
+Runs that are missing, failed or unreadable are listed in ``table.md`` with the reason.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import os
+import re
+import shlex
+import statistics
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+# Arm keys in this order first (the paper's axes), then any other varying key alphabetically.
+ARM_ORDER = ["alpha", "grpo_mix", "pressure.name", "teacher.name", "reference.name", "estimator.name"]
+# Never arm keys: seeds are what an arm pools over; the rest names or logs a run, it does not change it.
+POOLED = ("seed", "experiment", "logger", "paths")
+# Folders inside a run directory that hold no runs: not walked (checkpoints and W&B are large).
+NOT_RUNS = {".hydra", "checkpoints", "final", "wandb", "traces", ".submitit"}
+OUTPUTS = ["table.md", "table.csv", "runs.csv", "accuracy.png", "response_len.png"]
+
+
+class InputError(Exception):
+    """Bad command-line input: reported as one line, exit code 2."""
+
+
+@dataclass
+class Run:
+    path: Path
+    config: dict                   # flattened: "pressure.name" -> value
+    summary: dict
+    metrics: object = None         # pandas.DataFrame indexed by step, or None
+    problem: str | None = None     # why the run is not in the numbers; None = completed and readable
+
+    @property
+    def seed(self):
+        return self.config.get("seed")
+
+
+@dataclass
+class Arm:
+    key: tuple                     # the arm keys' values, in arm-key order
+    label: str
+    runs: list[Run] = field(default_factory=list)
+
+    @property
+    def ok(self) -> list[Run]:
+        return [r for r in self.runs if r.problem is None]
+
+
+@dataclass
+class Comparison:
+    runs: list[Run]
+    keys: list[str]                # the arm keys
+    arms: list[Arm]
+    baseline: Arm | None
+    baseline_spec: str | None      # as given on the command line
+    missing: list[dict]            # jobs of a sweep without any run directory
+    notes: list[str]
+
+
+# ----------------------------------------------------------------------------- values
+
+
+def normalize(v):
+    """A hashable value that compares as the config means it: ``2`` and ``2.0`` are one arm."""
+    if isinstance(v, bool) or v is None or isinstance(v, str):
+        return v
+    if isinstance(v, (int, float)):
+        return float(v)
+    if isinstance(v, (list, tuple)):
+        return tuple(json.dumps(x, sort_keys=True) if isinstance(x, dict) else normalize(x) for x in v)
+    return str(v)
+
+
+def fmt_value(v) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if v is None:
+        return "null"
+    if isinstance(v, float):
+        return str(int(v)) if v.is_integer() else format(v, "g")
+    if isinstance(v, tuple):
+        return "[" + ",".join(fmt_value(x) for x in v) + "]"
+    return str(v)
+
+
+def flatten(cfg: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in cfg.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict) and v:
+            out.update(flatten(v, key + "."))
+        else:
+            out[key] = normalize(v) if not isinstance(v, dict) else "{}"
+    return out
+
+
+def short(key: str) -> str:
+    """``pressure.name`` -> ``pressure``: the way the key is set on the command line (a config group)."""
+    return key[: -len(".name")] if key.endswith(".name") else key
+
+
+def one_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {text[0]}" if text else type(e).__name__
+
+
+def num(x) -> float:
+    """A summary value as a float; NaN when absent or not a number (``null`` gap, a string)."""
+    return float(x) if isinstance(x, (int, float)) and not isinstance(x, bool) else math.nan
+
+
+def mean_std(values) -> tuple[float, float, int]:
+    """Mean and sample standard deviation (n - 1) of the finite values; std is NaN below two."""
+    vals = [v for v in values if math.isfinite(v)]
+    if not vals:
+        return math.nan, math.nan, 0
+    return statistics.fmean(vals), (statistics.stdev(vals) if len(vals) > 1 else math.nan), len(vals)
+
+
+# ----------------------------------------------------------------------------- discovery and reading
+
+
+def find_run_dirs(roots: list[Path]) -> list[Path]:
+    """Every directory with a ``.hydra/`` under the roots (a run dir, a sweep dir, or any folder above)."""
+    found: dict[Path, None] = {}
+    for root in roots:
+        if not root.is_dir():
+            raise InputError(f"no such directory: {root}")
+        for dirpath, dirnames, _ in os.walk(root):
+            if os.path.isdir(os.path.join(dirpath, ".hydra")):
+                found[Path(dirpath).resolve()] = None
+                dirnames.clear()  # runs do not nest: nothing below a run dir is another run
+                continue
+            dirnames[:] = sorted(d for d in dirnames if d not in NOT_RUNS)
+    if not found:
+        raise InputError(f"no run directories (with .hydra/config.yaml) under {', '.join(map(str, roots))}")
+    return list(found)
+
+
+def read_run(path: Path) -> Run:
+    try:
+        config = flatten(yaml.safe_load((path / ".hydra" / "config.yaml").read_text()) or {})
+    except (OSError, yaml.YAMLError, AttributeError) as e:
+        return Run(path, {}, {}, problem=f"unreadable .hydra/config.yaml ({one_line(e)})")
+    summary, problem = read_summary(path)
+    metrics = None
+    if problem is None:
+        metrics, problem = read_metrics(path)
+    return Run(path, config, summary, metrics, problem)
+
+
+def read_summary(path: Path) -> tuple[dict, str | None]:
+    file = path / "summary.json"
+    if not file.is_file():
+        return {}, "no summary.json: still running, or killed before it could write one"
+    try:
+        summary = json.loads(file.read_text())
+    except (OSError, ValueError) as e:
+        return {}, f"unreadable summary.json ({one_line(e)})"
+    if not isinstance(summary, dict):
+        return {}, "unreadable summary.json (not a JSON object)"
+    status = summary.get("status")
+    if status == "completed":
+        return summary, None
+    if status == "preempted":
+        return summary, f"preempted at step {summary.get('steps')} (not resumed yet)"
+    error = summary.get("error")
+    return summary, f"{status}: {error}" if error else f"status {status!r}"
+
+
+def read_metrics(path: Path):
+    import pandas as pd
+
+    if not (path / "metrics.csv").is_file():
+        return None, "no metrics.csv"
+    try:
+        df = pd.read_csv(path / "metrics.csv")
+        df = df.apply(pd.to_numeric, errors="coerce")  # empty cells (no eval at this step) -> NaN
+        return df.dropna(subset=["step"]).set_index("step").sort_index(), None
+    except (OSError, ValueError, KeyError, pd.errors.ParserError) as e:
+        return None, f"unreadable metrics.csv ({one_line(e)})"
+
+
+# ----------------------------------------------------------------------------- sweeps: jobs that never started
+
+
+def missing_jobs(run_dirs: list[Path], roots: list[Path]) -> tuple[list[dict], list[str]]:
+    """Jobs a sweep's ``multirun.yaml`` launched that left no run directory (e.g. a SLURM job
+    that died before Python started). Only sweeps given whole (at or under a root) are checked,
+    so naming a few run dirs of a sweep does not report its other arms as missing."""
+    roots = [r.resolve() for r in roots]
+    sweeps = sorted({p.parent for p in run_dirs if (p.parent / "multirun.yaml").is_file()
+                     and any(p.parent == r or r in p.parent.parents for r in roots)})
+    missing, notes = [], []
+    for sweep in sweeps:
+        try:
+            expected = expected_jobs(sweep)
+        except Exception as e:  # noqa: BLE001 - any sweeper we cannot expand: say so, do not guess
+            notes.append(f"could not check {sweep} for jobs that never started ({one_line(e)})")
+            continue
+        present = {job_num(p) for p in run_dirs if p.parent == sweep}
+        for n, overrides in enumerate(expected):
+            if n not in present:
+                arm = ",".join(o for o in overrides if not o.startswith(("+sweep=", "+cluster=", "hydra.")))
+                seed = next((o.split("=", 1)[1] for o in overrides if o.startswith("seed=")), "")
+                missing.append({"run": f"{shown(sweep)} job {n}", "arm": arm, "seed": seed,
+                                "reason": "no run directory: the job never started (or its directory was removed)"})
+    return missing, notes
+
+
+def expected_jobs(sweep: Path) -> list[list[str]]:
+    """The overrides of each job, in job-number order, as Hydra's basic sweeper expanded them."""
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    hydra = yaml.safe_load((sweep / "multirun.yaml").read_text())["hydra"]
+    if not str(hydra["sweeper"].get("_target_", "")).endswith("BasicSweeper"):
+        raise ValueError(f"sweeper {hydra['sweeper'].get('_target_')} is not Hydra's basic sweeper")
+    params = [f"{k}={v}" for k, v in (hydra["sweeper"].get("params") or {}).items()]
+    overrides = OverridesParser.create().parse_overrides(params + list(hydra["overrides"]["task"]))
+    return [job for batch in BasicSweeper.split_arguments(overrides, None) for job in batch]
+
+
+def job_num(run_dir: Path) -> int | None:
+    try:
+        return int(yaml.safe_load((run_dir / ".hydra" / "hydra.yaml").read_text())["hydra"]["job"]["num"])
+    except Exception:  # noqa: BLE001 - fall back to the sweep subdir's "<num>_<arm>" name
+        head = run_dir.name.split("_", 1)[0]
+        return int(head) if head.isdigit() else None
+
+
+# ----------------------------------------------------------------------------- arms
+
+
+def is_pooled(key: str, ignore: tuple[str, ...]) -> bool:
+    return any(key == p or key.startswith(p + ".") for p in (*POOLED, *ignore))
+
+
+def arm_keys(runs: list[Run], ignore: tuple[str, ...]) -> list[str]:
+    """Config keys (not pooled) whose values differ between runs whose config could be read."""
+    readable = [r for r in runs if r.config]
+    keys = set().union(*(r.config for r in readable)) if readable else set()
+    varying = [k for k in keys if not is_pooled(k, ignore) and len({r.config.get(k) for r in readable}) > 1]
+    return sorted(varying, key=lambda k: (ARM_ORDER.index(k) if k in ARM_ORDER else len(ARM_ORDER), k))
+
+
+def sort_key(values: tuple) -> tuple:
+    # None and strings sort apart from numbers, so mixed types never compare directly
+    return tuple((v is None, isinstance(v, str), v if isinstance(v, (int, float)) else str(v)) for v in values)
+
+
+def group_arms(runs: list[Run], keys: list[str]) -> list[Arm]:
+    arms: dict[tuple, Arm] = {}
+    for run in runs:
+        if not run.config:
+            continue  # listed with its problem; it has no arm
+        key = tuple(run.config.get(k) for k in keys)
+        label = " ".join(f"{short(k)}={fmt_value(v)}" for k, v in zip(keys, key)) or "all runs"
+        arms.setdefault(key, Arm(key, label)).runs.append(run)
+    return [arms[k] for k in sorted(arms, key=sort_key)]
+
+
+def parse_baseline(spec: str, runs: list[Run], keys: list[str], ignore: tuple[str, ...]) -> dict:
+    """``alpha=1,grpo_mix=0`` -> {config key: value}; ``pressure=full`` means ``pressure.name``."""
+    known = set().union(*(r.config for r in runs))
+    wanted = {}
+    for item in filter(None, (s.strip() for s in spec.split(","))):
+        if "=" not in item:
+            raise InputError(f"--baseline: expected key=value pairs, got {item!r}")
+        key, raw = (s.strip() for s in item.split("=", 1))
+        key = key if key in known else f"{key}.name" if f"{key}.name" in known else None
+        if key is None:
+            raise InputError(f"--baseline: unknown config key {item.split('=')[0]!r} "
+                             f"(arm keys: {', '.join(map(short, keys)) or 'none'})")
+        if is_pooled(key, ignore):
+            raise InputError(f"--baseline: {key} is pooled across runs, not an arm key")
+        wanted[key] = parse_value(raw)
+    if not wanted:
+        raise InputError("--baseline: empty; expected key=value pairs, e.g. alpha=1,grpo_mix=0")
+    return wanted
+
+
+def parse_value(raw: str):
+    value = yaml.safe_load(raw) if raw else ""
+    if isinstance(value, str):
+        try:
+            value = float(value)  # YAML reads 1e-5 as a string
+        except ValueError:
+            pass
+    return normalize(value)
+
+
+def find_baseline(spec: str, arms: list[Arm], wanted: dict) -> Arm:
+    matches = [a for a in arms if all(a.runs[0].config.get(k) == v for k, v in wanted.items())]
+    if len(matches) != 1:
+        how = "no arm" if not matches else f"{len(matches)} arms ({'; '.join(a.label for a in matches)})"
+        raise InputError(f"--baseline {spec} matches {how}")
+    return matches[0]
+
+
+# ----------------------------------------------------------------------------- numbers
+
+
+def gap_closed(s: dict) -> float:
+    """The run's ``eval/gap_closed``; recomputed as in ``gopd.evaluate.gap_closed`` if absent."""
+    if "eval/gap_closed" in s:
+        return num(s["eval/gap_closed"])
+    initial, final, teacher = (num(s.get(k)) for k in ("eval/accuracy_initial", "eval/accuracy_final",
+                                                       "teacher/accuracy"))
+    return (final - initial) / (teacher - initial) if teacher - initial > 1e-9 else math.nan
+
+
+def column_mean(run: Run, column: str) -> float:
+    """Mean over the run's logged steps (NaN without the column or any value)."""
+    if run.metrics is None or column not in run.metrics:
+        return math.nan
+    return float(run.metrics[column].mean())  # pandas skips the empty (NaN) cells
+
+
+def eval_len(run: Run, which: str) -> float:
+    """Held-out response length at the first or last evaluation (summary.json, else metrics.csv)."""
+    value = num(run.summary.get(f"eval/response_len_{which}"))
+    if math.isnan(value) and run.metrics is not None and "eval/response_len" in run.metrics:
+        col = run.metrics["eval/response_len"].dropna()
+        value = float(col.iloc[0 if which == "initial" else -1]) if len(col) else math.nan
+    return value
+
+
+SUMMARY_STATS = ("eval/accuracy_initial", "eval/accuracy_final", "teacher/accuracy", "wall_s", "perf/tokens_per_s")
+ACC = "eval/accuracy_final"
+NUMBERS = ("steps", *SUMMARY_STATS, "eval/gap_closed", "eval/response_len_initial", "eval/response_len_final",
+           "opd/pos_mass", "opd/neg_mass")  # the keys of per_run
+
+
+def per_run(run: Run) -> dict:
+    """One completed run's numbers, named as in summary.json / metrics.csv."""
+    out = {"steps": num(run.summary.get("steps"))}
+    out.update({k: num(run.summary.get(k)) for k in SUMMARY_STATS})
+    out["eval/gap_closed"] = gap_closed(run.summary)
+    out.update({f"eval/response_len_{w}": eval_len(run, w) for w in ("initial", "final")})
+    out.update({k: column_mean(run, k) for k in ("opd/pos_mass", "opd/neg_mass")})  # mean over steps
+    return out
+
+
+def arm_stats(arm: Arm) -> dict:
+    """Mean and std (``<name>_std``) over the arm's completed runs of each per-run number."""
+    rows = [per_run(r) for r in arm.ok]
+    out = {"n": len(rows), "seeds": sorted((r.seed for r in arm.ok), key=lambda v: sort_key((v,))),
+           "not_completed": len(arm.runs) - len(rows)}
+    for name in NUMBERS:
+        out[name], out[name + "_std"], _ = mean_std([r[name] for r in rows])
+    steps = {int(r["steps"]) for r in rows if math.isfinite(r["steps"])}
+    out["steps"] = "" if not steps else str(min(steps)) if len(steps) == 1 else f"{min(steps)}-{max(steps)}"
+    return out
+
+
+def delta(stats: dict, base: dict) -> tuple[float, float]:
+    """Change of mean final accuracy vs the baseline, and its standard error (NaN below 2 seeds)."""
+    d = stats[ACC] - base[ACC]
+    if stats["n"] < 2 or base["n"] < 2:
+        return d, math.nan
+    return d, math.sqrt(stats[ACC + "_std"] ** 2 / stats["n"] + base[ACC + "_std"] ** 2 / base["n"])
+
+
+# ----------------------------------------------------------------------------- building the comparison
+
+
+def build(roots: list[Path], baseline: str | None = None, ignore: tuple[str, ...] = ()) -> Comparison:
+    dirs = find_run_dirs(roots)
+    runs = sorted((read_run(d) for d in dirs), key=lambda r: natural(r.path))
+    keys = arm_keys(runs, ignore)
+    arms = group_arms(runs, keys)
+    base = find_baseline(baseline, arms, parse_baseline(baseline, runs, keys, ignore)) if baseline else None
+    missing, notes = missing_jobs(dirs, roots)
+    notes += duplicate_seed_notes(arms)
+    if base is not None and not base.ok:
+        notes.append(f"the baseline arm ({base.label}) has no completed run: no change vs baseline")
+    return Comparison(runs, keys, arms, base, baseline, missing, notes)
+
+
+def natural(path: Path) -> list:
+    """Sort key putting sweep job 2 before job 10."""
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", str(path))]
+
+
+def duplicate_seed_notes(arms: list[Arm]) -> list[str]:
+    notes = []
+    for arm in arms:
+        seeds = [r.seed for r in arm.ok]
+        twice = sorted({fmt_value(s) for s in seeds if seeds.count(s) > 1})
+        if twice:
+            notes.append(f"arm {arm.label}: seed {', '.join(twice)} appears in more than one completed run "
+                         "(all are pooled; a sweep launched twice?)")
+    return notes
+
+
+def shown(path: Path) -> str:
+    """A run dir as the user would type it: relative to the working directory when under it."""
+    try:
+        return str(path.relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
+def problems(c: Comparison) -> list[dict]:
+    """Every run not in the numbers, with its reason, then the jobs that left no directory."""
+    label = {id(r): a.label for a in c.arms for r in a.runs}
+    rows = [{"run": shown(r.path), "arm": label.get(id(r), "?"), "seed": fmt_value(r.seed) if r.config else "",
+             "reason": r.problem} for r in c.runs if r.problem is not None]
+    return rows + c.missing
+
+
+# ----------------------------------------------------------------------------- writing
+
+
+def fmt(x: float, digits: int = 3) -> str:
+    return "" if not math.isfinite(x) else f"{x:.{digits}f}"
+
+
+def pm(mean: float, std: float, digits: int = 3) -> str:
+    if not math.isfinite(mean):
+        return "–"
+    return f"{mean:.{digits}f} ± {std:.{digits}f}" if math.isfinite(std) else f"{mean:.{digits}f}"
+
+
+def table_rows(c: Comparison) -> list[dict]:
+    """One row per arm (the numbers of table.csv; table.md formats the same dicts)."""
+    base = arm_stats(c.baseline) if c.baseline is not None else None
+    rows = []
+    for arm in c.arms:
+        s = arm_stats(arm)
+        d, se = delta(s, base) if base is not None and base["n"] else (math.nan, math.nan)
+        if arm is c.baseline:
+            se = math.nan  # the baseline against itself: no uncertainty to speak of
+        row = {short(k): fmt_value(v) for k, v in zip(c.keys, arm.key)}
+        row.update({"arm": arm.label, "baseline": arm is c.baseline, "n_seeds": s["n"],
+                    "seeds": " ".join(fmt_value(x) for x in s["seeds"]), "not_completed": s["not_completed"],
+                    "steps": s["steps"], ACC: s[ACC], ACC + "_std": s[ACC + "_std"],
+                    "delta_vs_baseline": d, "delta_se": se})
+        for name in NUMBERS[1:]:
+            row.setdefault(name, s[name])
+            row.setdefault(name + "_std", s[name + "_std"])
+        rows.append(row)
+    return rows
+
+
+def write_csv(path: Path, rows: list[dict], columns: list[str] | None = None) -> None:
+    columns = columns or (list(rows[0]) if rows else ["arm"])
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=columns)
+        w.writeheader()
+        for row in rows:
+            w.writerow({k: cell(v) for k, v in row.items()})
+
+
+def cell(v):
+    """A CSV cell: blank for NaN, floats to 6 significant digits (the sums' rounding noise is not data)."""
+    if isinstance(v, float):
+        return "" if not math.isfinite(v) else format(v, ".6g")
+    return v
+
+
+def runs_rows(c: Comparison) -> list[dict]:
+    label = {id(r): a.label for a in c.arms for r in a.runs}
+    out = []
+    for r in c.runs:
+        row = {"run_dir": shown(r.path), "arm": label.get(id(r), "?"), "seed": fmt_value(r.seed) if r.config else "",
+               "status": r.summary.get("status", ""), "problem": r.problem or ""}
+        row.update(per_run(r) if r.problem is None else {})
+        out.append(row)
+    return out
+
+
+def markdown(c: Comparison, rows: list[dict], title: str, command: str) -> str:
+    # the paper's axes get a column each; any other varying key shares one, so the table stays readable
+    main = [short(k) for k in c.keys if k in ARM_ORDER]
+    other = [short(k) for k in c.keys if k not in ARM_ORDER]
+    head = main + (["other config"] if other else []) or ["arm"]
+    cols = ["seeds", "steps", "acc start", "acc final", "Δ vs baseline (± s.e.)", "gap closed",
+            "resp len start → end", "opd/pos_mass", "opd/neg_mass", "wall (s)"]
+    lines = [f"# {title}", "", f"Made by `{command}`.", "",
+             f"{len(c.runs)} runs, {len(c.arms)} arms by {', '.join(map(short, c.keys)) or '(no key varies)'}; "
+             f"seeds pooled (mean ± sample std over seeds); baseline: "
+             f"{c.baseline_spec if c.baseline else 'none (pass --baseline)'}.", "",
+             "| " + " | ".join(head + cols) + " |", "|" + "---|" * len(head) + "---:|" * len(cols)]
+    for row in rows:
+        keys = [row[h] for h in main] + ([" ".join(f"{h}={row[h]}" for h in other)] if other else [])
+        keys = keys or [row["arm"]]
+        seeds = f"{row['n_seeds']}" + (f" ({row['not_completed']} not completed)" if row["not_completed"] else "")
+        change = "baseline" if row["baseline"] else pm(row["delta_vs_baseline"], row["delta_se"])
+        if change[0].isdigit():
+            change = "+" + change
+        lens = " → ".join(fmt(row[f"eval/response_len_{w}"], 1) or "–" for w in ("initial", "final"))
+        lines.append("| " + " | ".join(keys + [
+            seeds, row["steps"], fmt(row["eval/accuracy_initial"]),
+            pm(row["eval/accuracy_final"], row["eval/accuracy_final_std"]), change,
+            pm(row["eval/gap_closed"], row["eval/gap_closed_std"], 2), lens,
+            fmt(row["opd/pos_mass"], 4), fmt(row["opd/neg_mass"], 4), fmt(row["wall_s"], 0)]) + " |")
+    lines += ["", COLUMN_NOTES, "", *not_in_numbers(c)]
+    return "\n".join(lines) + "\n"
+
+
+COLUMN_NOTES = (
+    "acc: held-out greedy accuracy (`eval/accuracy_initial`, `eval/accuracy_final` of summary.json). "
+    "Δ: difference of mean final accuracy from the baseline arm's, ± its standard error "
+    "sqrt(sd_a²/n_a + sd_b²/n_b). gap closed: `eval/gap_closed` = (final - initial) / "
+    "(teacher - initial), blank without a teacher. resp len: held-out greedy response length "
+    "in tokens at the first and last evaluation (mean over seeds). opd/pos_mass, opd/neg_mass: mean "
+    "over the run's logged steps (metrics.csv), then over seeds. wall: `wall_s`, mean over seeds. "
+    "Plots: accuracy.png, response_len.png (bands: ± std over seeds), heatmap.png when alpha and "
+    "grpo_mix both vary.")
+
+
+def not_in_numbers(c: Comparison) -> list[str]:
+    rows = problems(c)
+    lines = [f"## Runs not in the numbers ({len(rows)})", ""]
+    if not rows:
+        lines.append(f"None: all {len(c.runs)} runs completed and were read.")
+    else:
+        lines += ["| run | arm | seed | reason |", "|---|---|---|---|"]
+        lines += [f"| {r['run']} | {r['arm']} | {r['seed']} | {str(r['reason']).replace('|', '/')} |" for r in rows]
+    if c.notes:
+        lines += ["", "## Notes", ""] + [f"- {n}" for n in c.notes]
+    return lines
+
+
+# ----------------------------------------------------------------------------- plots
+
+
+def curves(arm: Arm, column: str, smooth: int = 1):
+    """Mean and std over the arm's seeds of one metrics.csv column, by step (None without data)."""
+    import pandas as pd
+
+    series = [r.metrics[column].dropna() for r in arm.ok if r.metrics is not None and column in r.metrics]
+    series = [s.rolling(smooth, min_periods=1).mean() if smooth > 1 else s for s in series if len(s)]
+    if not series:
+        return None
+    table = pd.concat(series, axis=1)
+    return table.mean(axis=1), table.std(axis=1)  # std is NaN at a step with one seed: no band there
+
+
+def style(i: int, n: int) -> dict:
+    from matplotlib import colormaps
+
+    cmap = colormaps["tab10" if n <= 10 else "tab20"]
+    return {"color": cmap(i % cmap.N), "linestyle": ["-", "--", ":", "-."][(i // cmap.N) % 4]}
+
+
+def plot_curves(ax, arms: list[Arm], column: str, title: str, smooth: int = 1, marker: str | None = None) -> None:
+    drawn = 0
+    for i, arm in enumerate(arms):
+        got = curves(arm, column, smooth)
+        if got is None:
+            continue
+        mean, std = got
+        st = style(i, len(arms))
+        ax.plot(mean.index, mean.values, label=f"{arm.label} (n={len(arm.ok)})", marker=marker, markersize=3, **st)
+        ax.fill_between(mean.index, (mean - std).values, (mean + std).values, color=st["color"], alpha=0.15,
+                        linewidth=0)
+        drawn += 1
+    ax.set_title(title)
+    ax.set_xlabel("step")
+    ax.grid(alpha=0.3)
+    if not drawn:
+        ax.text(0.5, 0.5, f"no {column} in any completed run", ha="center", va="center", transform=ax.transAxes)
+
+
+def save(fig, path: Path, legend_ax=None) -> None:
+    if legend_ax is not None and legend_ax.get_legend_handles_labels()[0]:
+        legend_ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=7, frameon=False)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
+
+
+def accuracy_plot(arms: list[Arm], path: Path) -> None:
+    from matplotlib.figure import Figure  # no pyplot: no global figure state, no display backend
+
+    fig = Figure(figsize=(9, 4.5))
+    ax = fig.add_subplot()
+    plot_curves(ax, arms, "eval/accuracy", "held-out accuracy (mean ± std over seeds)", marker="o")
+    ax.set_ylabel("eval/accuracy")
+    save(fig, path, ax)
+
+
+def response_len_plot(arms: list[Arm], path: Path, smooth: int) -> None:
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(13, 4.5))
+    train, held_out = fig.subplots(1, 2)
+    rolled = f", rolling mean of {smooth} steps" if smooth > 1 else ""
+    plot_curves(train, arms, "train/response_len", f"rollouts: train/response_len{rolled}", smooth)
+    plot_curves(held_out, arms, "eval/response_len", "held-out greedy: eval/response_len", marker="o")
+    train.set_ylabel("tokens")
+    save(fig, path, held_out)
+
+
+def heatmap_plot(c: Comparison, path: Path) -> None:
+    """Mean final accuracy over alpha x grpo_mix; one panel per value of the other arm keys."""
+    from matplotlib.figure import Figure
+
+    ia, im = c.keys.index("alpha"), c.keys.index("grpo_mix")
+    others = [i for i in range(len(c.keys)) if i not in (ia, im)]
+    panels: dict[tuple, list[Arm]] = {}
+    for arm in c.arms:
+        panels.setdefault(tuple(arm.key[i] for i in others), []).append(arm)
+    fig = Figure(figsize=(4.8 * len(panels), 4.2))
+    axes = fig.subplots(1, len(panels), squeeze=False)[0]
+    for ax, (rest, arms) in zip(axes, sorted(panels.items(), key=lambda kv: sort_key(kv[0]))):
+        title = " ".join(f"{short(c.keys[i])}={fmt_value(v)}" for i, v in zip(others, rest))
+        heatmap_panel(ax, arms, ia, im, title)
+    fig.suptitle("final held-out accuracy (mean ± std over seeds)")
+    save(fig, path)
+
+
+def heatmap_panel(ax, arms: list[Arm], ia: int, im: int, title: str) -> None:
+    import numpy as np
+
+    alphas = sorted({a.key[ia] for a in arms}, key=lambda v: sort_key((v,)))
+    mixes = sorted({a.key[im] for a in arms}, key=lambda v: sort_key((v,)))
+    grid = np.full((len(alphas), len(mixes)), np.nan)
+    cells = []
+    for arm in arms:
+        s = arm_stats(arm)
+        i, j = alphas.index(arm.key[ia]), mixes.index(arm.key[im])
+        grid[i, j] = s[ACC]
+        cells.append((i, j, s))
+    image = ax.imshow(np.ma.masked_invalid(grid), cmap="viridis", origin="lower", aspect="auto")
+    for i, j, s in cells:  # dark text on the bright (high) end of viridis, light text elsewhere
+        dark = math.isfinite(s[ACC]) and image.norm(s[ACC]) > 0.6
+        text = pm(s[ACC], s[ACC + "_std"]).replace(" ± ", "\n± ") + f"\nn={s['n']}"
+        ax.text(j, i, text, ha="center", va="center", fontsize=7, color="black" if dark else "white")
+    ax.figure.colorbar(image, ax=ax, shrink=0.8)
+    ax.set_xticks(range(len(mixes)), [fmt_value(v) for v in mixes])
+    ax.set_yticks(range(len(alphas)), [fmt_value(v) for v in alphas])
+    ax.set_xlabel("grpo_mix")
+    ax.set_ylabel("alpha")
+    ax.set_title(title, fontsize=9)
+
+
+def write(c: Comparison, rows: list[dict], out: Path, title: str, command: str, smooth: int) -> list[Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    for name in [*OUTPUTS, "heatmap.png"]:
+        (out / name).unlink(missing_ok=True)  # a file from an earlier comparison must not pass for this one's
+    (out / "table.md").write_text(markdown(c, rows, title, command))
+    write_csv(out / "table.csv", rows)
+    run_rows = runs_rows(c)
+    write_csv(out / "runs.csv", run_rows, columns=list(dict.fromkeys(k for r in run_rows for k in r)))
+    accuracy_plot(c.arms, out / "accuracy.png")
+    response_len_plot(c.arms, out / "response_len.png", smooth)
+    written = [out / n for n in OUTPUTS]
+    if {"alpha", "grpo_mix"} <= set(c.keys):
+        heatmap_plot(c, out / "heatmap.png")
+        written.append(out / "heatmap.png")
+    return written
+
+
+def console_table(c: Comparison, rows: list[dict]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{len(c.arms)} arms, {len(c.runs)} runs")
+    for col in ("arm", "seeds", "acc final", "Δ vs baseline", "gap closed", "wall (s)"):
+        table.add_column(col, justify="left" if col == "arm" else "right", overflow="fold")
+    for row in rows:
+        change = "baseline" if row["baseline"] else fmt(row["delta_vs_baseline"])
+        table.add_row(row["arm"], str(row["n_seeds"]), pm(row["eval/accuracy_final"], row["eval/accuracy_final_std"]),
+                      change, pm(row["eval/gap_closed"], row["eval/gap_closed_std"], 2), fmt(row["wall_s"], 0))
+    Console().print(table)
+
+
+# ----------------------------------------------------------------------------- command line
+
+
+def parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="src/compare.py", description=__doc__.split("\n\n")[0],
+                                 epilog="Exit codes: 0 written (runs not in the numbers are listed in table.md), "
+                                        "2 bad input (no run directories, unknown baseline key).")
+    ap.add_argument("paths", nargs="+", type=Path,
+                    help="run directories, sweep directories (multirun/<experiment>/<time>) or any folder "
+                         "above them; searched recursively for run directories (those with .hydra/)")
+    ap.add_argument("--baseline", metavar="KEY=VALUE[,KEY=VALUE...]",
+                    help="the arm the change column is measured against, e.g. alpha=1,grpo_mix=0 or "
+                         "pressure=full (a config group name means its .name key); must match exactly one arm")
+    ap.add_argument("--name", help="output folder results/<name>/ (default: the runs' common `experiment`, "
+                                   "else 'compare'); its earlier table and plots are replaced")
+    ap.add_argument("--ignore", action="append", default=[], metavar="KEY",
+                    help="also pool runs over this config key (or group, e.g. checkpoint); repeatable. "
+                         "Always pooled: seed, experiment, logger.*, paths.*")
+    ap.add_argument("--smooth", type=int, default=10, metavar="N",
+                    help="rolling mean over N steps for the per-step train/response_len curves "
+                         "(default 10; 1 = raw). Held-out curves are never smoothed")
+    return ap
+
+
+def default_name(runs: list[Run]) -> str:
+    names = {r.config.get("experiment") for r in runs if r.config}
+    return names.pop() if len(names) == 1 and None not in names else "compare"
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        if args.smooth < 1:
+            raise InputError("--smooth must be >= 1")
+        c = build(args.paths, args.baseline, tuple(args.ignore))
+    except InputError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    name = args.name or default_name(c.runs)
+    out = Path("results") / name
+    command = "python src/compare.py " + shlex.join(sys.argv[1:] if argv is None else argv)
+    rows = table_rows(c)
+    written = write(c, rows, out, f"Comparison: {name}", command, args.smooth)
+    console_table(c, rows)
+    left_out = problems(c)
+    if left_out:
+        print(f"{len(left_out)} run(s) not in the numbers (failed, missing or unreadable): "
+              f"listed in {out / 'table.md'}")
+    print(f"wrote {', '.join(str(p) for p in written)}")
+    return 0

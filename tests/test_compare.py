@@ -1,0 +1,242 @@
+"""The compare tool on synthetic run directories with known numbers (no training: fast)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from gopd.compare import main
+
+ROOT = Path(__file__).resolve().parents[1]
+PNG = b"\x89PNG\r\n\x1a\n"
+
+# Final held-out accuracy per (alpha, grpo_mix) arm and seed. Every run starts at 0.2 and the
+# teacher scores 0.8, so the gap closed is (final - 0.2) / 0.6.
+FINAL = {
+    (1, 0): [0.3, 0.4, 0.5],          # the baseline: mean 0.4, std 0.1
+    (2, 0): [0.5, 0.6, 0.7],          # mean 0.6, std 0.1: +0.2 +- sqrt(0.01/3 + 0.01/3)
+    (1, 0.5): [0.4, 0.6, "failed"],   # seed 2 failed: mean 0.5, std sqrt(0.02)
+    (2, 0.5): [0.9, "running", None], # seed 1 has no summary.json, seed 2 never got a directory
+}
+
+
+def config(alpha, mix, seed, pressure="full") -> dict:
+    return {"alpha": alpha, "grpo_mix": mix, "seed": seed, "experiment": "toy_grid",
+            "pressure": {"name": pressure, "clip": None}, "teacher": {"name": "hinted"},
+            "reference": {"name": "student"}, "estimator": {"name": "token"},
+            "trainer": {"max_steps": 4},
+            # differs per seed in a real sweep (an interpolated tag): must not split the arm
+            "logger": {"wandb": {"tags": [f"seed={seed}"], "mode": "offline"}}}
+
+
+def metrics_rows(final: float, seed: int) -> list[dict]:
+    """Steps 0..4; eval only at steps 0 and 4 (empty cells between, as metrics.csv has them)."""
+    rows = []
+    for step in range(5):
+        at_eval = step in (0, 4)
+        rows.append({"step": step,
+                     "eval/accuracy": (0.2 if step == 0 else final) if at_eval else "",
+                     "eval/response_len": (40 if step == 0 else 30 + seed) if at_eval else "",
+                     "train/response_len": 40 - step,
+                     "opd/pos_mass": 0.1 * (step + 1) + 0.1 * seed,   # run mean 0.3 + 0.1 seed
+                     "opd/neg_mass": 0.01 * seed})                    # run mean 0.01 seed
+    return rows
+
+
+def summary(final: float, seed: int, *, with_gap: bool = True) -> dict:
+    out = {"status": "completed", "steps": 4, "eval/accuracy_initial": 0.2, "eval/accuracy_final": final,
+           "teacher/accuracy": 0.8, "eval/response_len_initial": 40.0, "eval/response_len_final": 30.0 + seed,
+           "perf/tokens_per_s": 1000.0, "wall_s": 10.0 * (seed + 1)}
+    if with_gap:
+        out["eval/gap_closed"] = (final - 0.2) / 0.6
+    return out
+
+
+def make_run(run_dir: Path, cfg: dict, num: int, summ: dict | None, rows: list[dict] | None) -> Path:
+    (run_dir / ".hydra").mkdir(parents=True)
+    (run_dir / ".hydra" / "config.yaml").write_text(yaml.safe_dump(cfg))
+    (run_dir / ".hydra" / "hydra.yaml").write_text(yaml.safe_dump({"hydra": {"job": {"num": num}}}))
+    if rows is not None:
+        with open(run_dir / "metrics.csv", "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=list(rows[0]))
+            w.writeheader()
+            w.writerows(rows)
+    if summ is not None:
+        (run_dir / "summary.json").write_text(json.dumps(summ))
+    return run_dir
+
+
+@pytest.fixture
+def sweep(tmp_path) -> Path:
+    """A 2 x 2 x 3-seed sweep directory as Hydra lays it out, with one failed run, one without
+    summary.json and one job that never started."""
+    sweep = tmp_path / "multirun" / "toy_grid" / "2026-11-24_10-00-00"
+    sweep.mkdir(parents=True)
+    (sweep / "multirun.yaml").write_text(yaml.safe_dump({"hydra": {
+        "sweeper": {"_target_": "hydra._internal.core_plugins.basic_sweeper.BasicSweeper",
+                    "params": {"alpha": "1,2", "grpo_mix": "0,0.5"}},
+        "overrides": {"task": ["+sweep=alpha_x_mix", "seed=0,1,2"]}}}))
+    for ia, alpha in enumerate((1, 2)):
+        for im, mix in enumerate((0, 0.5)):
+            for seed, final in enumerate(FINAL[(alpha, mix)]):
+                num = ia * 6 + im * 3 + seed  # Hydra's order: alpha, grpo_mix, then seed
+                run_dir = sweep / f"{num}_alpha={alpha},grpo_mix={mix},seed={seed}"
+                cfg = config(alpha, mix, seed)
+                if final is None:
+                    continue
+                if final == "failed":
+                    make_run(run_dir, cfg, num, {"status": "failed", "steps": 0, "error": "boom: non-finite loss"},
+                             None)
+                elif final == "running":
+                    make_run(run_dir, cfg, num, None, metrics_rows(0.5, seed)[:2])
+                else:  # the baseline's runs have no eval/gap_closed: recomputed from the accuracies
+                    make_run(run_dir, cfg, num, summary(final, seed, with_gap=(alpha, mix) != (1, 0)),
+                             metrics_rows(final, seed))
+    return sweep
+
+
+def compare(tmp_path, monkeypatch, *args) -> Path:
+    monkeypatch.chdir(tmp_path)
+    assert main([*map(str, args)]) == 0
+    return tmp_path / "results"
+
+
+def arm_rows(out: Path) -> dict:
+    with open(out / "table.csv") as f:
+        return {(r["alpha"], r["grpo_mix"]): r for r in csv.DictReader(f)}
+
+
+def test_table_means_stds_and_baseline_delta(sweep, tmp_path, monkeypatch):
+    out = compare(tmp_path, monkeypatch, sweep, "--baseline", "alpha=1,grpo_mix=0", "--name", "grid") / "grid"
+    rows = arm_rows(out)
+    assert set(rows) == {("1", "0"), ("1", "0.5"), ("2", "0"), ("2", "0.5")}  # tags/seed did not split arms
+    close = lambda got, want: math.isclose(float(got), want, rel_tol=1e-5, abs_tol=1e-9)  # noqa: E731
+
+    base, two, mix, lone = rows["1", "0"], rows["2", "0"], rows["1", "0.5"], rows["2", "0.5"]
+    assert base["baseline"] == "True" and base["n_seeds"] == "3" and base["seeds"] == "0 1 2"
+    assert close(base["eval/accuracy_final"], 0.4) and close(base["eval/accuracy_final_std"], 0.1)
+    assert close(base["eval/gap_closed"], (0.4 - 0.2) / 0.6)  # recomputed: the summary has no gap
+    assert close(base["delta_vs_baseline"], 0.0) and base["delta_se"] == ""
+    assert close(base["opd/pos_mass"], 0.4) and close(base["opd/pos_mass_std"], 0.1)  # runs: .3 .4 .5
+    assert close(base["opd/neg_mass"], 0.01)
+    assert close(base["eval/response_len_initial"], 40) and close(base["eval/response_len_final"], 31)
+    assert close(base["wall_s"], 20) and base["steps"] == "4"
+
+    assert close(two["eval/accuracy_final"], 0.6) and close(two["eval/accuracy_final_std"], 0.1)
+    assert close(two["delta_vs_baseline"], 0.2) and close(two["delta_se"], math.sqrt(0.02 / 3))
+    assert close(two["eval/gap_closed"], 2 / 3) and close(two["eval/gap_closed_std"], 1 / 6)
+
+    assert mix["n_seeds"] == "2" and mix["not_completed"] == "1"  # the failed seed is not pooled
+    assert close(mix["eval/accuracy_final"], 0.5) and close(mix["eval/accuracy_final_std"], math.sqrt(0.02))
+    assert close(mix["delta_vs_baseline"], 0.1)
+    assert lone["n_seeds"] == "1" and lone["eval/accuracy_final_std"] == "" and lone["delta_se"] == ""
+    assert close(lone["delta_vs_baseline"], 0.5)
+
+    md = (out / "table.md").read_text()
+    assert "| 1 | 0 | 3 | 4 | 0.200 | 0.400 ± 0.100 | baseline | 0.33 ± 0.17 | 40.0 → 31.0 |" in md
+    assert "| 2 | 0 | 3 | 4 | 0.200 | 0.600 ± 0.100 | +0.200 ± 0.082 |" in md
+    assert "python src/compare.py" in md and "--baseline alpha=1,grpo_mix=0" in md  # how to remake it
+
+
+def test_failed_missing_and_never_started_runs_are_listed(sweep, tmp_path, monkeypatch, capsys):
+    out = compare(tmp_path, monkeypatch, sweep, "--name", "grid") / "grid"
+    md = (out / "table.md").read_text()
+    listed = md.split("## Runs not in the numbers (3)", 1)[1]
+    assert "alpha=1 grpo_mix=0.5 | 2 | failed: boom: non-finite loss |" in listed
+    assert "alpha=2 grpo_mix=0.5 | 1 | no summary.json" in listed
+    assert "job 11 | alpha=2,grpo_mix=0.5,seed=2 | 2 | no run directory" in listed  # multirun.yaml said 12 jobs
+    assert "3 run(s) not in the numbers" in capsys.readouterr().out
+    with open(out / "runs.csv") as f:
+        runs = list(csv.DictReader(f))
+    assert len(runs) == 11 and sum(r["problem"] != "" for r in runs) == 2
+
+
+def test_plots_are_written_and_non_empty(sweep, tmp_path, monkeypatch):
+    out = compare(tmp_path, monkeypatch, sweep, "--name", "grid") / "grid"
+    for name in ("accuracy.png", "response_len.png", "heatmap.png"):
+        data = (out / name).read_bytes()
+        assert data[:8] == PNG and len(data) > 10_000, name
+
+
+def test_group_name_baseline_and_no_heatmap_without_both_axes(tmp_path, monkeypatch):
+    runs = tmp_path / "outputs" / "pressure"
+    finals = {"full": [0.3, 0.5], "positive": [0.6, 0.8]}
+    for pressure, values in finals.items():
+        for seed, final in enumerate(values):
+            make_run(runs / f"{pressure}_{seed}", config(2, 0, seed, pressure), 0, summary(final, seed),
+                     metrics_rows(final, seed))
+    out = compare(tmp_path, monkeypatch, runs, "--baseline", "pressure=full") / "toy_grid"  # the experiment
+    with open(out / "table.csv") as f:
+        rows = {r["pressure"]: r for r in csv.DictReader(f)}
+    assert list(rows) == ["full", "positive"] and math.isclose(float(rows["positive"]["delta_vs_baseline"]), 0.3)
+    assert (out / "accuracy.png").stat().st_size > 0 and not (out / "heatmap.png").exists()
+    assert "None: all 4 runs completed" in (out / "table.md").read_text()
+
+
+def test_unreadable_runs_are_listed(tmp_path, monkeypatch):
+    runs = tmp_path / "outputs" / "toy_grid"
+    for seed in range(2):
+        make_run(runs / f"ok_{seed}", config(1, 0, seed), 0, summary(0.5, seed), metrics_rows(0.5, seed))
+    make_run(runs / "bad_summary", config(1, 0, 2), 0, None, metrics_rows(0.5, 2))
+    (runs / "bad_summary" / "summary.json").write_text('{"status": "compl')  # cut off mid-write
+    make_run(runs / "bad_config", config(1, 0, 3), 0, summary(0.5, 3), metrics_rows(0.5, 3))
+    (runs / "bad_config" / ".hydra" / "config.yaml").write_text("alpha: [1\n")
+    make_run(runs / "bad_metrics", config(1, 0, 4), 0, summary(0.5, 4), None)  # no metrics.csv
+    md = (compare(tmp_path, monkeypatch, runs) / "toy_grid" / "table.md").read_text()
+    listed = md.split("## Runs not in the numbers (3)", 1)[1]
+    assert "bad_config | ? |  | unreadable .hydra/config.yaml" in listed
+    assert "bad_metrics | all runs | 4 | no metrics.csv" in listed  # no key varies: one arm
+    assert "bad_summary | all runs | 2 | unreadable summary.json" in listed
+
+
+def test_wandb_run_gets_the_summary_and_a_failed_state(monkeypatch):
+    """What run.py hands W&B at the end of a run: summary.json's keys, and a failed state if it failed."""
+    import types
+
+    import wandb
+
+    from gopd.run import _finish_wandb
+
+    exits = []
+    monkeypatch.setattr(wandb, "finish", lambda exit_code=None, **_: exits.append(exit_code))
+    for status, code in (("failed", 1), ("completed", 0)):
+        experiment = types.SimpleNamespace(summary={})
+        _finish_wandb(types.SimpleNamespace(_experiment=experiment, experiment=experiment),
+                      {"status": status, "steps": 3, "wall_s": 1.5, "eval/gap_closed": None})
+        assert experiment.summary == {"status": status, "steps": 3, "wall_s": 1.5} and exits[-1] == code
+
+
+def cli(cwd: Path, *args) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(ROOT / "src" / "compare.py"), *map(str, args)], cwd=cwd,
+                          capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.parametrize("args,message", [
+    (["empty"], "no run directories"),
+    (["nowhere"], "no such directory: nowhere"),
+    (["SWEEP", "--baseline", "lr=1"], "unknown config key 'lr'"),
+    (["SWEEP", "--baseline", "alpha=1"], "matches 2 arms"),
+    (["SWEEP", "--baseline", "alpha=7,grpo_mix=0"], "matches no arm"),
+    (["SWEEP", "--baseline", "seed=0"], "seed is pooled"),
+])
+def test_bad_input_is_one_line_and_exit_2(sweep, tmp_path, args, message):
+    (tmp_path / "empty").mkdir()
+    proc = cli(tmp_path, *[str(sweep) if a == "SWEEP" else a for a in args])
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:") and message in lines[0], proc.stderr
+    assert not (tmp_path / "results").exists()  # nothing written
+
+
+def test_help_documents_every_flag():
+    proc = cli(ROOT, "--help")
+    assert proc.returncode == 0
+    for flag in ("--baseline", "--name", "--ignore", "--smooth"):
+        assert flag in proc.stdout
