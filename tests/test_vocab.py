@@ -12,8 +12,8 @@ import torch
 from gopd.objective import (
     PRESSURES,
     policy_loss,
-    restrict_advantages,
     token_advantages,
+    topk_advantages,
     topk_support,
     vocab_advantages,
     vocab_diagnostic_terms,
@@ -128,10 +128,63 @@ def test_full_gradient_is_reverse_kl_to_geometric_mixture(alpha, reference):
 def test_topk_with_k_equal_vocab_is_full(pressure):
     s, q, r = rand_logp(2, 5, 9, seed=4), rand_logp(2, 5, 9, seed=5), rand_logp(2, 5, 9, seed=6)
     sampled = torch.randint(0, 9, (2, 5), generator=torch.Generator().manual_seed(0))
-    full = vocab_advantages(s, q, r, alpha=1.5, pressure=pressure, correct=torch.tensor([True, False]))
+    kw = dict(alpha=1.5, pressure=pressure, correct=torch.tensor([True, False]))
+    full = vocab_advantages(s, q, r, **kw)
     for k in (9, 50):
-        assert torch.equal(restrict_advantages(full, topk_support(q, k, sampled)), full)
-    assert not torch.equal(restrict_advantages(full, topk_support(q, 3, sampled)), full)
+        assert torch.equal(topk_advantages(full, topk_support(q, k, sampled), s, q, r, **kw), full)
+    small = topk_advantages(full, topk_support(q, 3, sampled), s, q, r, **kw)
+    keep = topk_support(q, 3, sampled)
+    assert torch.equal(small[keep], full[keep])  # kept entries: the full estimator's A(v), nothing renormalised
+    assert not torch.equal(small, full)
+
+
+def test_topk_tail_bucket_hand_computed():
+    """Outside entries share the tail's advantage: delta on the log-mass each model puts outside."""
+    p = torch.tensor([[0.5, 0.3, 0.1, 0.1]], dtype=torch.float64)
+    t = torch.tensor([[0.7, 0.2, 0.06, 0.04]], dtype=torch.float64)
+    s, q = p.log(), t.log()
+    support = torch.tensor([[True, True, False, False]])
+    adv = topk_advantages(vocab_advantages(s, q, None, alpha=1.0, pressure="full"), support, s, q, None,
+                          alpha=1.0, pressure="full")
+    tail = torch.log(torch.tensor(0.10)) - torch.log(torch.tensor(0.20))  # q_tail - s_tail = log .1 - log .2
+    expected = torch.tensor([[torch.log(torch.tensor(0.7 / 0.5)), torch.log(torch.tensor(0.2 / 0.3)), tail, tail]],
+                            dtype=torch.float64)
+    assert torch.allclose(adv, expected, atol=1e-6)
+    pos = topk_advantages(vocab_advantages(s, q, None, alpha=1.0, pressure="positive"), support, s, q, None,
+                          alpha=1.0, pressure="positive")
+    assert (pos[0, 2:] == 0).all() and pos[0, 0] > 0  # the rule applies to the tail like any entry
+
+
+@pytest.mark.parametrize("alpha,reference", [(1.0, "none"), (2.0, "separate"), (0.5, "separate")])
+def test_topk_gradient_is_reverse_kl_over_support_and_tail(alpha, reference):
+    """pressure=full at theta_old: grad of the top-k loss == grad of the reverse KL between the
+    coarsened distributions (kept entries + one tail bucket), target norm(ref^(1-a) T^a) per bucket.
+    The plain restricted sum (A = 0 outside) fails this: it raises outside entries whenever the
+    kept entries' mean advantage is negative."""
+    g = torch.Generator().manual_seed(7)
+    logits = (2 * torch.randn(3, 4, 12, generator=g, dtype=torch.float64)).requires_grad_()
+    q = rand_logp(3, 4, 12, seed=8)
+    r = None if reference == "none" else rand_logp(3, 4, 12, seed=9)
+    sampled = torch.randint(0, 12, (3, 4), generator=g)
+    support = topk_support(q, 4, sampled)
+    logp = torch.log_softmax(logits, -1)
+    adv = topk_advantages(vocab_advantages(logp, q, r, alpha=alpha, pressure="full"), support, logp, q, r,
+                          alpha=alpha, pressure="full")
+    (grad,) = torch.autograd.grad(vocab_opd_loss_terms(logp, adv).sum(), logits)
+
+    def buckets(x):  # [..., V] log-probs -> kept entries (others -1e4: probability 0) and the tail's log-mass
+        none = torch.tensor(-1e4, dtype=x.dtype)
+        return torch.where(support, x, none), torch.where(support, none, x).logsumexp(-1, keepdim=True)
+
+    logp = torch.log_softmax(logits, -1)
+    (sk, st), (qk, qt) = buckets(logp), buckets(q)
+    rk, rt = (qk, qt) if r is None else buckets(r)
+    target = torch.log_softmax(torch.cat([alpha * qk + (1 - alpha) * rk, alpha * qt + (1 - alpha) * rt], -1), -1)
+    mine = torch.cat([sk, st], -1)
+    kl = (mine.exp() * (mine - target)).sum()
+    (grad_kl,) = torch.autograd.grad(kl, logits)
+    assert torch.allclose(grad, grad_kl, atol=1e-10)
+    assert torch.allclose(vocab_opd_logit_grad(logp.detach(), adv), grad, atol=1e-10)
 
 
 @pytest.mark.parametrize("pressure", PRESSURES)

@@ -15,6 +15,11 @@
 # `sacct` polls work). Daemons: munged (as user munge), mariadbd (as user mysql), slurmdbd,
 # slurmctld and slurmd (as root), each with its PID file under the state directory.
 #
+# Requeue: a requeued job waits `cred_expire` (default 120 s) before it may start again, then for
+# the next scheduling pass (backfill every 30 s by default). Here cred_expire=10 and bf_interval=2:
+# a job requeued by submitit at its time limit runs again ~15 s later. slurmctld checks time limits
+# (and sends `--signal` warnings) every 30 s, so a warning may come up to 30 s early.
+#
 # Environment:
 #   GOPD_SLURM_HOME       state directory owned by this script (default /tmp/gopd-slurm):
 #                         etc/ (slurm.conf, slurmdbd.conf), log/, run/ (PID files), spool/,
@@ -122,6 +127,8 @@ write_configs() {
     if [ ! -s "$H/etc/db.pass" ]; then
         (umask 077 && head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$H/etc/db.pass")
     fi
+    local before=
+    [ -r "$CONF" ] && before=$(cat "$CONF")
     cat >"$CONF" <<EOF
 # Written by slurm/local/cluster.sh (regenerated at every start): one node on 127.0.0.1.
 ClusterName=$CLUSTER
@@ -131,7 +138,7 @@ SlurmdPort=$SLURMD_PORT
 SlurmUser=root
 SlurmdUser=root
 AuthType=auth/munge
-AuthInfo=socket=$H/munge/munge.socket
+AuthInfo=socket=$H/munge/munge.socket,cred_expire=10
 CredType=cred/munge
 CommunicationParameters=NoInAddrAny,NoCtldInAddrAny
 StateSaveLocation=$H/spool/ctld
@@ -148,6 +155,7 @@ MpiDefault=none
 SelectType=select/cons_tres
 SelectTypeParameters=CR_Core_Memory
 SchedulerType=sched/backfill
+SchedulerParameters=bf_interval=2
 ReturnToService=2
 JobRequeue=1
 AccountingStorageType=accounting_storage/slurmdbd
@@ -166,6 +174,7 @@ NodeName=$NODE NodeAddr=127.0.0.1 CPUs=$cpus RealMemory=$mem State=UNKNOWN
 PartitionName=$PARTITION Nodes=$NODE Default=YES MaxTime=INFINITE State=UP
 EOF
     chmod 644 "$CONF"
+    [ "$(cat "$CONF")" = "$before" ] || CONF_CHANGED=1
     (umask 077 && cat >"$H/etc/slurmdbd.conf" <<EOF
 # Written by slurm/local/cluster.sh: accounting for sacct, MariaDB on 127.0.0.1:$DB_PORT.
 AuthType=auth/munge
@@ -281,7 +290,13 @@ cmd_start() {
     write_configs
     local d started=0
     for d in "${DAEMONS[@]}"; do
-        if pid_of "$d" >/dev/null; then continue; fi
+        if pid_of "$d" >/dev/null; then
+            if [ "$d" = slurmctld ] && [ -n "${CONF_CHANGED:-}" ]; then  # e.g. new knobs from a newer checkout
+                log "slurm.conf changed: scontrol reconfigure"
+                SLURM_CONF=$CONF scontrol reconfigure || log "reconfigure failed: bash $0 restart"
+            fi
+            continue
+        fi
         started=1
         log "starting $d"
         "start_$d"
@@ -354,6 +369,6 @@ case ${1:-} in
     status) cmd_status ;;
     env) echo "export SLURM_CONF=$CONF" ;;
     purge) cmd_stop && rm -rf "$H" && log "deleted $H" ;;
-    help | -h | --help) sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//' ;;
-    *) sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
+    help | -h | --help) sed -n '2,30p' "$0" | sed 's/^# \{0,1\}//' ;;
+    *) sed -n '2,30p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
 esac

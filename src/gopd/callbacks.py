@@ -79,8 +79,17 @@ class Checkpointing(L.Callback):
             signal.signal(sig, handler)
 
     def save(self, module) -> Path:
+        """Every rank gathers (FSDP shards), rank 0 writes, then all wait for it."""
+        from gopd.strategy import student_state_dict
+
+        trainer = module.trainer
         state = module.resume_payload() | self.extra_state()
-        path = checkpoint.save(self.run_dir, module.batches, module.student, [e.model for e in module.ema], state)
+        weights = student_state_dict(trainer)  # None unless FSDP
+        path = checkpoint.checkpoint_root(self.run_dir) / f"step-{module.batches:06d}"
+        if trainer.is_global_zero:
+            path = checkpoint.save(self.run_dir, module.batches, module.student, [e.model for e in module.ema], state,
+                                   student_state=weights)
+        trainer.strategy.barrier("gopd-checkpoint")
         self.saved_step = module.batches
         return path
 

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import load_model, save_model
+from safetensors.torch import load_model, save_file, save_model
 
 KEEP = 2  # complete checkpoints kept (the newest and one before it)
 
@@ -68,15 +68,22 @@ def _plain_python_state(state) -> list:
     return [version, list(internal), gauss]
 
 
-def save(run_dir: Path, step: int, student: torch.nn.Module, ema_models: list[torch.nn.Module], state: dict) -> Path:
-    """Write checkpoint ``step`` atomically and point ``last`` at it; prune older ones."""
+def save(run_dir: Path, step: int, student: torch.nn.Module, ema_models: list[torch.nn.Module], state: dict,
+         *, student_state: dict | None = None) -> Path:
+    """Write checkpoint ``step`` atomically and point ``last`` at it; prune older ones.
+
+    ``student_state``: the student's weights when the module does not hold them whole (gathered
+    from FSDP shards); else the student module is saved."""
     root = checkpoint_root(run_dir)
     root.mkdir(parents=True, exist_ok=True)
     final = root / f"step-{step:06d}"
     tmp = root / f".tmp-{final.name}-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
-    save_model(student, str(tmp / "student.safetensors"))
+    if student_state is None:
+        save_model(student, str(tmp / "student.safetensors"))
+    else:
+        save_file(_unshared(student_state), str(tmp / "student.safetensors"))
     for i, m in enumerate(ema_models):
         save_model(m, str(tmp / f"ema{i}.safetensors"))
     torch.save(state, tmp / "state.pt")
@@ -89,6 +96,18 @@ def save(run_dir: Path, step: int, student: torch.nn.Module, ema_models: list[to
     os.replace(pointer_tmp, root / "last")
     _prune(root, keep=KEEP)
     return final
+
+
+def _unshared(tensors: dict) -> dict:
+    """Contiguous CPU tensors, tied weights (one storage under two names) copied apart: safetensors
+    refuses shared storage; ``load_model`` ties them again."""
+    out, seen = {}, set()
+    for k, v in tensors.items():
+        v = v.detach().to("cpu").contiguous()
+        ptr = v.untyped_storage().data_ptr()
+        out[k] = v.clone() if ptr in seen else v
+        seen.add(ptr)
+    return out
 
 
 def load(path: Path, student: torch.nn.Module, ema_models: list[torch.nn.Module]) -> dict:

@@ -9,6 +9,12 @@ are grouped into arms by the config keys whose values differ between runs; seeds
 Writes ``table.md``, ``table.csv`` (one row per arm), ``runs.csv`` (one row per run) and
 ``accuracy.png``, ``response_len.png`` (and ``heatmap.png`` when alpha and grpo_mix both vary).
 Runs that are missing, failed or unreadable are listed in ``table.md`` with the reason.
+
+A config group (a top-level mapping with a ``name``: ``teacher``, ``estimator``, ...) whose ``name``
+varies is one arm key: its other keys (``teacher.path``, ``estimator.k``) come with the name and
+are arm keys only where they vary among runs with the same name. ``--baseline`` names one arm, or
+one arm per combination of the other arm keys (``estimator=token`` with two teachers: each
+teacher's arms are measured against that teacher's token arm).
 """
 
 from __future__ import annotations
@@ -53,11 +59,13 @@ class Run:
         return self.config.get("seed")
 
 
-@dataclass
+@dataclass(eq=False)  # arms are compared by identity (an arm can be its own base)
 class Arm:
     key: tuple                     # the arm keys' values, in arm-key order
     label: str
     runs: list[Run] = field(default_factory=list)
+    parts: dict = field(default_factory=dict)  # what the label shows: short key -> value as shown
+    base: Arm | None = field(default=None, repr=False)  # what its change is measured against (a baseline: itself)
 
     @property
     def ok(self) -> list[Run]:
@@ -69,8 +77,9 @@ class Comparison:
     runs: list[Run]
     keys: list[str]                # the arm keys
     arms: list[Arm]
-    baseline: Arm | None
+    baselines: list[Arm]           # one arm, one per slice, or none without --baseline
     baseline_spec: str | None      # as given on the command line
+    slice_keys: list[str]          # the arm keys a baseline per slice is chosen by ([]: one baseline)
     missing: list[dict]            # jobs of a sweep without any run directory
     notes: list[str]
 
@@ -90,6 +99,7 @@ def normalize(v):
 
 
 def fmt_value(v) -> str:
+    """A config value on one line: control characters (a hint template's newline) are escaped."""
     if isinstance(v, bool):
         return "true" if v else "false"
     if v is None:
@@ -98,7 +108,24 @@ def fmt_value(v) -> str:
         return str(int(v)) if v.is_integer() else format(v, "g")
     if isinstance(v, tuple):
         return "[" + ",".join(fmt_value(x) for x in v) + "]"
-    return str(v)
+    return escape(str(v))
+
+
+ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def escape(text: str) -> str:
+    """Control characters as escapes (a newline as the two characters ``\\n``): for any text that
+    must stay on one line (a table row, a label, an error line)."""
+    return re.sub(r"[\x00-\x1f\x7f]", lambda m: ESCAPES.get(m[0], f"\\x{ord(m[0]):02x}"), text)
+
+
+def shorten(text: str, width: int | None = 40) -> str:
+    """Long values keep their start and end, so a label stays readable: ``{problem}\\nHint: …{hint}``."""
+    if width is None or len(text) <= width:
+        return text
+    tail = width // 3
+    return text[: width - tail - 1] + "…" + text[-tail:]
 
 
 def flatten(cfg: dict, prefix: str = "") -> dict:
@@ -119,7 +146,7 @@ def short(key: str) -> str:
 
 def one_line(e: BaseException) -> str:
     text = str(e).strip().splitlines()
-    return f"{type(e).__name__}: {text[0]}" if text else type(e).__name__
+    return f"{type(e).__name__}: {escape(text[0])}" if text else type(e).__name__
 
 
 def num(x) -> float:
@@ -254,11 +281,43 @@ def is_pooled(key: str, ignore: tuple[str, ...]) -> bool:
     return any(key == p or key.startswith(p + ".") for p in (*POOLED, *ignore))
 
 
+def group_of(key: str) -> str | None:
+    """``teacher.path`` -> ``teacher``; None for a top-level key (``alpha``)."""
+    return key.split(".", 1)[0] if "." in key else None
+
+
+def named_groups(keys) -> set[str]:
+    """The config groups (top-level mappings with a ``name``) whose ``name`` is among the keys."""
+    return {k[: -len(".name")] for k in keys if k.endswith(".name") and k.count(".") == 1}
+
+
+def is_sub_key(key: str, groups: set[str]) -> bool:
+    """``teacher.path`` of a group in ``groups``, other than the group's ``name``."""
+    return group_of(key) in groups and key != f"{group_of(key)}.name"
+
+
+def by_name(runs: list[Run], key: str) -> dict:
+    """The values a group's sub-key takes among the runs of each of the group's names."""
+    name = f"{group_of(key)}.name"
+    out: dict = {}
+    for r in runs:
+        out.setdefault(r.config.get(name), set()).add(r.config.get(key))
+    return out
+
+
 def arm_keys(runs: list[Run], ignore: tuple[str, ...]) -> list[str]:
-    """Config keys (not pooled) whose values differ between runs whose config could be read."""
+    """Config keys (not pooled) whose values differ between runs whose config could be read.
+
+    When a group's ``name`` varies, its other keys differ between runs just because the group
+    changed (``teacher.path`` is set by rl_checkpoint, absent from hinted): such a sub-key is an
+    arm key only if it varies among runs with the same name (``teacher.path`` within rl_checkpoint).
+    """
     readable = [r for r in runs if r.config]
     keys = set().union(*(r.config for r in readable)) if readable else set()
     varying = [k for k in keys if not is_pooled(k, ignore) and len({r.config.get(k) for r in readable}) > 1]
+    groups = named_groups(varying)
+    varying = [k for k in varying
+               if not is_sub_key(k, groups) or any(len(v) > 1 for v in by_name(readable, k).values())]
     return sorted(varying, key=lambda k: (ARM_ORDER.index(k) if k in ARM_ORDER else len(ARM_ORDER), k))
 
 
@@ -268,14 +327,25 @@ def sort_key(values: tuple) -> tuple:
 
 
 def group_arms(runs: list[Run], keys: list[str]) -> list[Arm]:
+    readable = [r for r in runs if r.config]  # a run without a config is listed with its problem; no arm
     arms: dict[tuple, Arm] = {}
-    for run in runs:
-        if not run.config:
-            continue  # listed with its problem; it has no arm
+    for run in readable:
         key = tuple(run.config.get(k) for k in keys)
-        label = " ".join(f"{short(k)}={fmt_value(v)}" for k, v in zip(keys, key)) or "all runs"
-        arms.setdefault(key, Arm(key, label)).runs.append(run)
-    return [arms[k] for k in sorted(arms, key=sort_key)]
+        arms.setdefault(key, Arm(key, "")).runs.append(run)
+    ordered = [arms[k] for k in sorted(arms, key=sort_key)]
+    # a group's sub-key is shown only for the names it varies within: teacher.path for
+    # rl_checkpoint's arms, not for hinted's (where it is absent, so null)
+    groups = named_groups(keys)
+    within = {k: {n for n, v in by_name(readable, k).items() if len(v) > 1} for k in keys if is_sub_key(k, groups)}
+    for width in (40, None):  # long values shortened, unless that makes two arms' labels one
+        for arm in ordered:
+            config = arm.runs[0].config
+            arm.parts = {short(k): shorten(fmt_value(v), width) for k, v in zip(keys, arm.key)
+                         if k not in within or config.get(f"{group_of(k)}.name") in within[k]}
+            arm.label = " ".join(f"{k}={v}" for k, v in arm.parts.items()) or "all runs"
+        if len({a.label for a in ordered}) == len(ordered):
+            break
+    return ordered
 
 
 def parse_baseline(spec: str, runs: list[Run], keys: list[str], ignore: tuple[str, ...]) -> dict:
@@ -308,12 +378,41 @@ def parse_value(raw: str):
     return normalize(value)
 
 
-def find_baseline(spec: str, arms: list[Arm], wanted: dict) -> Arm:
-    matches = [a for a in arms if all(a.runs[0].config.get(k) == v for k, v in wanted.items())]
-    if len(matches) != 1:
-        how = "no arm" if not matches else f"{len(matches)} arms ({'; '.join(a.label for a in matches)})"
-        raise InputError(f"--baseline {spec} matches {how}")
-    return matches[0]
+def find_baselines(spec: str, arms: list[Arm], keys: list[str], wanted: dict) -> list[str]:
+    """Set each arm's ``base``: the arm the spec matches among the arms that share its values of
+    the arm keys the spec leaves free (returned: the slice keys). A spec setting every arm key
+    (``alpha=1,grpo_mix=0``) names one arm, every arm's baseline; ``estimator=token`` with teachers
+    hinted and rl_checkpoint gives each teacher's arms that teacher's token arm. Any key of a group
+    whose name varies sets the whole group (``teacher=rl_checkpoint`` leaves no ``teacher.*`` key
+    free; ``teacher.path=...`` picks the teacher). Each slice must hold exactly one matching arm:
+    an arm is never measured against another slice's."""
+    matched = {id(a) for a in arms if all(a.runs[0].config.get(k) == v for k, v in wanted.items())}
+
+    def how(found: list[Arm]) -> str:
+        return "no arm" if not found else f"{len(found)} arms ({'; '.join(a.label for a in found)})"
+
+    groups = named_groups(keys) & {group_of(w) for w in wanted}  # the groups the spec picks
+    fixed = {k for k in keys if k in wanted or group_of(k) in groups}
+    free = [k for k in keys if k not in fixed]
+    if not matched or free == keys and len(matched) > 1:  # no arm, or the spec sets no arm key: no slices
+        raise InputError(f"--baseline {spec} matches {how([a for a in arms if id(a) in matched])}")
+    slices: dict[tuple, list[Arm]] = {}
+    for arm in arms:
+        slices.setdefault(tuple(arm.key[keys.index(k)] for k in free), []).append(arm)
+    for values in sorted(slices, key=sort_key):
+        found = [a for a in slices[values] if id(a) in matched]
+        if len(found) != 1 and not free:  # a group's sub-key matching several of its names
+            raise InputError(f"--baseline {spec} matches {how(found)}")
+        if len(found) != 1:
+            where = " ".join(f"{short(k)}={shorten(fmt_value(v))}" for k, v in zip(free, values))
+            example = next(a for a in arms if id(a) in matched)
+            whole = ",".join(f"{short(k)}={shorten(fmt_value(v))}" for k, v in zip(keys, example.key))
+            raise InputError(f"--baseline {spec} matches {how(found)} in the slice {where} (it must match one arm "
+                             f"per combination of {', '.join(map(short, free))}; for one baseline arm, set "
+                             f"every arm key, e.g. {whole})")
+        for arm in slices[values]:
+            arm.base = found[0]
+    return free
 
 
 # ----------------------------------------------------------------------------- numbers
@@ -388,12 +487,15 @@ def build(roots: list[Path], baseline: str | None = None, ignore: tuple[str, ...
     runs = sorted((read_run(d) for d in dirs), key=lambda r: natural(r.path))
     keys = arm_keys(runs, ignore)
     arms = group_arms(runs, keys)
-    base = find_baseline(baseline, arms, parse_baseline(baseline, runs, keys, ignore)) if baseline else None
+    slice_keys = find_baselines(baseline, arms, keys, parse_baseline(baseline, runs, keys, ignore)) if baseline else []
+    baselines = list(dict.fromkeys(a.base for a in arms if a.base is not None))
     missing, notes = missing_jobs(dirs, roots)
     notes += duplicate_seed_notes(arms)
-    if base is not None and not base.ok:
-        notes.append(f"the baseline arm ({base.label}) has no completed run: no change vs baseline")
-    return Comparison(runs, keys, arms, base, baseline, missing, notes)
+    for base in baselines:
+        if not base.ok:
+            compared = "its slice" if slice_keys else "any arm"
+            notes.append(f"the baseline arm ({base.label}) has no completed run: no change vs baseline for {compared}")
+    return Comparison(runs, keys, arms, baselines, baseline, slice_keys, missing, notes)
 
 
 def natural(path: Path) -> list:
@@ -443,15 +545,17 @@ def pm(mean: float, std: float, digits: int = 3) -> str:
 
 def table_rows(c: Comparison) -> list[dict]:
     """One row per arm (the numbers of table.csv; table.md formats the same dicts)."""
-    base = arm_stats(c.baseline) if c.baseline is not None else None
+    stats = {id(arm): arm_stats(arm) for arm in c.arms}
     rows = []
     for arm in c.arms:
-        s = arm_stats(arm)
+        s = stats[id(arm)]
+        base = stats[id(arm.base)] if arm.base is not None else None
         d, se = delta(s, base) if base is not None and base["n"] else (math.nan, math.nan)
-        if arm is c.baseline:
+        if arm.base is arm:
             se = math.nan  # the baseline against itself: no uncertainty to speak of
         row = {short(k): fmt_value(v) for k, v in zip(c.keys, arm.key)}
-        row.update({"arm": arm.label, "baseline": arm is c.baseline, "n_seeds": s["n"],
+        row.update({"arm": arm.label, "baseline": arm.base is arm, "baseline_arm": arm.base.label if arm.base else "",
+                    "n_seeds": s["n"],
                     "seeds": " ".join(fmt_value(x) for x in s["seeds"]), "not_completed": s["not_completed"],
                     "steps": s["steps"], ACC: s[ACC], ACC + "_std": s[ACC + "_std"],
                     "delta_vs_baseline": d, "delta_se": se})
@@ -472,10 +576,11 @@ def write_csv(path: Path, rows: list[dict], columns: list[str] | None = None) ->
 
 
 def cell(v):
-    """A CSV cell: blank for NaN, floats to 6 significant digits (the sums' rounding noise is not data)."""
+    """A CSV cell: blank for NaN, floats to 6 significant digits (the sums' rounding noise is not data),
+    text on one line (an error's traceback, a template's newline: one row per line stays true)."""
     if isinstance(v, float):
         return "" if not math.isfinite(v) else format(v, ".6g")
-    return v
+    return escape(v) if isinstance(v, str) else v
 
 
 def runs_rows(c: Comparison) -> list[dict]:
@@ -489,6 +594,20 @@ def runs_rows(c: Comparison) -> list[dict]:
     return out
 
 
+def md(text) -> str:
+    """A markdown table cell: one line, no column separator."""
+    return escape(str(text)).replace("|", "\\|")
+
+
+def baseline_text(c: Comparison) -> str:
+    if not c.baselines:
+        return "none (pass --baseline)"
+    if not c.slice_keys:
+        return c.baseline_spec
+    free = ", ".join(map(short, c.slice_keys))
+    return f"{c.baseline_spec} per {free} (each arm against the {c.baseline_spec} arm with the same {free})"
+
+
 def markdown(c: Comparison, rows: list[dict], title: str, command: str) -> str:
     # the paper's axes get a column each; any other varying key shares one, so the table stays readable
     main = [short(k) for k in c.keys if k in ARM_ORDER]
@@ -498,18 +617,18 @@ def markdown(c: Comparison, rows: list[dict], title: str, command: str) -> str:
             "resp len start → end", "opd/pos_mass", "opd/neg_mass", "wall (s)"]
     lines = [f"# {title}", "", f"Made by `{command}`.", "",
              f"{len(c.runs)} runs, {len(c.arms)} arms by {', '.join(map(short, c.keys)) or '(no key varies)'}; "
-             f"seeds pooled (mean ± sample std over seeds); baseline: "
-             f"{c.baseline_spec if c.baseline else 'none (pass --baseline)'}.", "",
+             f"seeds pooled (mean ± sample std over seeds); baseline: {baseline_text(c)}.", "",
              "| " + " | ".join(head + cols) + " |", "|" + "---|" * len(head) + "---:|" * len(cols)]
-    for row in rows:
-        keys = [row[h] for h in main] + ([" ".join(f"{h}={row[h]}" for h in other)] if other else [])
-        keys = keys or [row["arm"]]
+    for arm, row in zip(c.arms, rows):
+        keys = [arm.parts.get(h, "") for h in main]
+        keys += [" ".join(f"{h}={arm.parts[h]}" for h in other if h in arm.parts)] if other else []
+        keys = keys or [arm.label]
         seeds = f"{row['n_seeds']}" + (f" ({row['not_completed']} not completed)" if row["not_completed"] else "")
         change = "baseline" if row["baseline"] else pm(row["delta_vs_baseline"], row["delta_se"])
         if change[0].isdigit():
             change = "+" + change
         lens = " → ".join(fmt(row[f"eval/response_len_{w}"], 1) or "–" for w in ("initial", "final"))
-        lines.append("| " + " | ".join(keys + [
+        lines.append("| " + " | ".join(md(x) for x in keys + [
             seeds, row["steps"], fmt(row["eval/accuracy_initial"]),
             pm(row["eval/accuracy_final"], row["eval/accuracy_final_std"]), change,
             pm(row["eval/gap_closed"], row["eval/gap_closed_std"], 2), lens,
@@ -520,7 +639,8 @@ def markdown(c: Comparison, rows: list[dict], title: str, command: str) -> str:
 
 COLUMN_NOTES = (
     "acc: held-out greedy accuracy (`eval/accuracy_initial`, `eval/accuracy_final` of summary.json). "
-    "Δ: difference of mean final accuracy from the baseline arm's, ± its standard error "
+    "Δ: difference of mean final accuracy from the baseline arm's (with a baseline per slice, the "
+    "one with the same other arm keys), ± its standard error "
     "sqrt(sd_a²/n_a + sd_b²/n_b). gap closed: `eval/gap_closed` = (final - initial) / "
     "(teacher - initial), blank without a teacher. resp len: held-out greedy response length "
     "in tokens at the first and last evaluation (mean over seeds). opd/pos_mass, opd/neg_mass: mean "
@@ -536,9 +656,9 @@ def not_in_numbers(c: Comparison) -> list[str]:
         lines.append(f"None: all {len(c.runs)} runs completed and were read.")
     else:
         lines += ["| run | arm | seed | reason |", "|---|---|---|---|"]
-        lines += [f"| {r['run']} | {r['arm']} | {r['seed']} | {str(r['reason']).replace('|', '/')} |" for r in rows]
+        lines += ["| " + " | ".join(md(r[k]) for k in ("run", "arm", "seed", "reason")) + " |" for r in rows]
     if c.notes:
-        lines += ["", "## Notes", ""] + [f"- {n}" for n in c.notes]
+        lines += ["", "## Notes", ""] + [f"- {escape(n)}" for n in c.notes]
     return lines
 
 
@@ -623,7 +743,7 @@ def heatmap_plot(c: Comparison, path: Path) -> None:
     fig = Figure(figsize=(4.8 * len(panels), 4.2))
     axes = fig.subplots(1, len(panels), squeeze=False)[0]
     for ax, (rest, arms) in zip(axes, sorted(panels.items(), key=lambda kv: sort_key(kv[0]))):
-        title = " ".join(f"{short(c.keys[i])}={fmt_value(v)}" for i, v in zip(others, rest))
+        title = " ".join(f"{short(c.keys[i])}={shorten(fmt_value(v))}" for i, v in zip(others, rest))
         heatmap_panel(ax, arms, ia, im, title)
     fig.suptitle("final held-out accuracy (mean ± std over seeds)")
     save(fig, path)
@@ -697,7 +817,9 @@ def parser() -> argparse.ArgumentParser:
                          "above them; searched recursively for run directories (those with .hydra/)")
     ap.add_argument("--baseline", metavar="KEY=VALUE[,KEY=VALUE...]",
                     help="the arm the change column is measured against, e.g. alpha=1,grpo_mix=0 or "
-                         "pressure=full (a config group name means its .name key); must match exactly one arm")
+                         "pressure=full (a config group name means its .name key); must match exactly one arm, "
+                         "or one per combination of the other arm keys (each arm is then measured against "
+                         "the one sharing its other keys, e.g. estimator=token with two teachers)")
     ap.add_argument("--name", help="output folder results/<name>/ (default: the runs' common `experiment`, "
                                    "else 'compare'); its earlier table and plots are replaced")
     ap.add_argument("--ignore", action="append", default=[], metavar="KEY",
@@ -721,7 +843,7 @@ def main(argv: list[str] | None = None) -> int:
             raise InputError("--smooth must be >= 1")
         c = build(args.paths, args.baseline, tuple(args.ignore))
     except InputError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {escape(str(e))}", file=sys.stderr)
         return 2
     name = args.name or default_name(c.runs)
     out = Path("results") / name

@@ -1,8 +1,20 @@
-"""Prompt data through ``datasets``: the toy world and real datasets take the same path."""
+"""Prompt data through ``datasets``: the toy world and real datasets take the same path.
+
+A data config names the dataset (``data.path``: ``toy://data``, a local directory or file, or a
+hub dataset) and maps its columns onto the roles the trainer reads (``data.problem_field``,
+``answer_field``, ``domain_field``, ``solution_field``, ``hint_field``). ``prepare`` then makes
+real datasets look like the toy one: one row per problem (``data.dedupe_field``), chat-message
+columns flattened to the last assistant turn (Nemotron-Math-v2's ``messages``), answers taken
+from the solution's last ``\\boxed{}`` when the dataset has no answer column
+(``data.answer_from_solution``), and a held-out test set carved from the train split when the
+dataset has no test split (``data.test_split: null`` + ``data.holdout``).
+"""
 
 from __future__ import annotations
 
+import logging
 import random
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,7 +22,19 @@ from torch.utils.data import IterableDataset
 
 from gopd.pool import resolve_checkpoint
 
+log = logging.getLogger("gopd")
+
 SPLIT_SUFFIXES = (".parquet", ".jsonl", ".json", ".csv")
+_SPLIT = re.compile(r"^(?P<name>[^\[\]]+)(?P<slice>\[[^\[\]]*\])?$")
+HOLDOUT_SEED = 0  # the held-out problems do not depend on the run's seed: every arm evaluates the same ones
+
+
+def _split_parts(split: str) -> tuple[str, str]:
+    """``"train[:500]"`` -> ``("train", "[:500]")`` (``datasets``' slicing syntax)."""
+    m = _SPLIT.match(str(split))
+    if not m:
+        raise ValueError(f"bad split name {split!r} (a name, optionally sliced: train, train[:500], train[10%:])")
+    return m["name"], m["slice"] or ""
 
 
 def _files_in(directory: Path, split: str) -> str | None:
@@ -21,27 +45,97 @@ def _files_in(directory: Path, split: str) -> str | None:
     return None
 
 
+def _builder(file: Path) -> str:
+    return file.suffix.lstrip(".").replace("jsonl", "json")
+
+
 def load_split(path: str, split: str, toy_variant: str = "full"):
     """One split as a ``datasets.Dataset``: from ``DIR/<split>.{parquet,jsonl,json,csv}``, a single
-    file, or ``datasets.load_dataset(path, split=split)`` (hub name or dataset directory)."""
+    file, or ``datasets.load_dataset(path, split=split)`` (hub name or dataset directory).
+    ``split`` may be sliced (``train[:500]``)."""
     import datasets
 
+    name, part = _split_parts(split)
     resolved = Path(resolve_checkpoint(path, toy_variant)).expanduser()
-    if resolved.is_dir() and (f := _files_in(resolved, split)):
-        return datasets.load_dataset(Path(f).suffix.lstrip(".").replace("jsonl", "json"), data_files=f, split="train")
+    if resolved.is_dir() and (f := _files_in(resolved, name)):
+        return datasets.load_dataset(_builder(Path(f)), data_files=f, split=f"train{part}")
     if resolved.is_file():
-        return datasets.load_dataset(resolved.suffix.lstrip(".").replace("jsonl", "json"), data_files=str(resolved),
-                                     split="train")
+        return datasets.load_dataset(_builder(resolved), data_files=str(resolved), split=f"train{part}")
     return datasets.load_dataset(str(path), split=split)
+
+
+def last_assistant_text(value):
+    """A chat transcript (list of ``{"role", "content"}``) -> its last assistant turn's text;
+    anything else unchanged."""
+    if isinstance(value, list) and value and all(isinstance(m, dict) and "content" in m for m in value):
+        turns = [m for m in value if m.get("role") == "assistant"] or value
+        content = turns[-1].get("content")
+        return content if isinstance(content, str) else str(content)
+    return value
+
+
+def _is_message_list(feature) -> bool:
+    inner = getattr(feature, "feature", None)  # List / Sequence / LargeList of a struct
+    if inner is None and isinstance(feature, list) and feature:
+        inner = feature[0]
+    return isinstance(inner, dict) and "content" in inner
+
+
+def _text_fields(d) -> list[str]:
+    fields = [d.get("solution_field"), d.get("hint_field"), *(d.get("hint_fields") or [])]
+    return list(dict.fromkeys(f for f in fields if f))
+
+
+def prepare(dataset, d):
+    """Apply the data config's mapping to one loaded split (see the module docstring)."""
+    from gopd.verifier import extract_answer
+
+    key = d.get("dedupe_field")
+    if key:
+        if key not in dataset.column_names:
+            raise ValueError(f"data.dedupe_field: column {key!r} is not in the data")
+        seen: set = set()
+        keep = [i for i, v in enumerate(dataset[key]) if not (v in seen or seen.add(v))]
+        if len(keep) < len(dataset):
+            dataset = dataset.select(keep)
+    for col in _text_fields(d):
+        if col in dataset.column_names and _is_message_list(dataset.features[col]):
+            dataset = dataset.map(lambda b, c=col: {c: [last_assistant_text(v) for v in b[c]]}, batched=True)
+    if d.get("answer_from_solution"):
+        sol, ans = d.solution_field, d.answer_field
+        if sol not in dataset.column_names:
+            raise ValueError(f"data.answer_from_solution needs the solution column {sol!r} (data.solution_field)")
+        dataset = dataset.map(lambda b: {ans: [extract_answer(s) or "" for s in b[sol]]}, batched=True)
+        n = len(dataset)
+        dataset = dataset.filter(lambda b: [bool(a) for a in b[ans]], batched=True)
+        if len(dataset) < n:
+            log.info("data: %d of %d rows have no \\boxed{} answer in %r and were dropped", n - len(dataset), n, sol)
+    return dataset
+
+
+def load_splits(d, toy_variant: str = "full"):
+    """(train, test) of a data config: each split prepared; without ``data.test_split`` the last
+    ``data.holdout`` problems of a fixed shuffle of the train split are the test set."""
+    train = prepare(load_split(d.path, d.train_split, toy_variant), d)
+    test_split = d.get("test_split")
+    if test_split:
+        return train, prepare(load_split(d.path, test_split, toy_variant), d)
+    n = int(d.get("holdout") or 0)
+    if n <= 0 or n >= len(train):
+        raise ValueError(f"data.holdout must be in [1, {len(train) - 1}] when data.test_split is null, got {n}")
+    order = list(range(len(train)))
+    random.Random(HOLDOUT_SEED).shuffle(order)
+    return train.select(sorted(order[n:])), train.select(sorted(order[:n]))
 
 
 class PromptStream(IterableDataset):
     """Endless batches of rows in a seeded order, reshuffled every pass; ``position`` says where
-    the stream is, so a resumed run can continue from the same prompt."""
+    the stream is, so a resumed run can continue from the same prompt. Under DDP/FSDP each rank
+    takes its own batches (batch ``position * world_size + rank`` of the shared order)."""
 
     def __init__(self, dataset, batch_size: int, seed: int):
         self.dataset, self.batch_size, self.seed = dataset, batch_size, seed
-        self.position = 0  # batches served so far
+        self.position = 0  # batches served so far (by this rank)
         self._epoch_order: tuple[int, list[int]] = (-1, [])
 
     def _order(self, epoch: int) -> list[int]:
@@ -59,7 +153,16 @@ class PromptStream(IterableDataset):
         return self.dataset.select(idx).to_list()
 
     def __iter__(self) -> Iterator[list[dict]]:
+        rank, world = _rank_and_world()
         while True:
-            rows = self.batch(self.position)
+            rows = self.batch(self.position * world + rank)
             self.position += 1
             yield rows
+
+
+def _rank_and_world() -> tuple[int, int]:
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1

@@ -16,9 +16,9 @@ from collections.abc import Mapping, Sequence
 import lightning as L
 import torch
 
-from gopd import objective, traces
+from gopd import objective, strategy, traces
 from gopd.evaluate import gap_closed, greedy_accuracy, scorer_accuracy
-from gopd.rollout import RolloutBatch, decode
+from gopd.rollout import RolloutBatch, decode, logp_gap_metrics
 from gopd.scoring import completion_logprobs
 from gopd.teachers import SAME_AS_TEACHER
 from gopd.verifier import verify_batch
@@ -70,7 +70,7 @@ class GOPDModule(L.LightningModule):
             m.to(self.device)
         if self.resume_state is not None:
             s = self.resume_state
-            self.optimizers().optimizer.load_state_dict(s["optimizer"])
+            strategy.load_optimizer_state(self.trainer, self.optimizers().optimizer, s["optimizer"])
             self.lr_schedulers().load_state_dict(s["scheduler"])
             p = s["progress"]
             self.batches, self.skipped_steps, self.tokens_seen = p["batches"], p["skipped_steps"], p["tokens_seen"]
@@ -79,13 +79,14 @@ class GOPDModule(L.LightningModule):
         self.stream.position = self.batches  # the loader prefetches: resume from what was trained on
 
         self._pending_rng = None if self.resume_state is None else self.resume_state["rng"]
+        self.rollout.sync(self.student)  # vLLM started on the checkpoint; a resumed student has moved on
 
     def resume_payload(self) -> dict:
         """Everything but weights that an identical resume needs (plain values and tensors)."""
         from gopd.checkpoint import rng_state
 
         return {
-            "optimizer": self.optimizers().optimizer.state_dict(),
+            "optimizer": strategy.optimizer_state(self.trainer, self.optimizers().optimizer),  # FSDP: gathered
             "scheduler": self.lr_schedulers().state_dict(),
             "rng": rng_state(),
             "progress": {"batches": self.batches, "skipped_steps": self.skipped_steps,
@@ -96,7 +97,8 @@ class GOPDModule(L.LightningModule):
 
     def configure_optimizers(self):
         o = self.cfg.optim
-        opt = torch.optim.AdamW(self.student.parameters(), lr=o.lr, betas=tuple(o.betas), weight_decay=o.weight_decay)
+        params = [p for p in self.student.parameters() if p.requires_grad]  # LoRA: the adapters only
+        opt = torch.optim.AdamW(params, lr=o.lr, betas=tuple(o.betas), weight_decay=o.weight_decay)
         warmup = max(int(o.warmup_steps), 0)
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: min(1.0, (step + 1) / (warmup + 1)))
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
@@ -166,6 +168,8 @@ class GOPDModule(L.LightningModule):
         loss = objective.policy_loss(logp, old, adv, batch.mask, eps_low=cfg.loss.eps_low, eps_high=cfg.loss.eps_high,
                                      rollout_logp=batch.rollout_logp, tis_cap=cfg.loss.tis_cap)
         diag = objective.opd_diagnostics(old, q, r, batch.mask, opd, grpo, batch.group_ids)
+        if batch.rollout_logp is not None:
+            diag |= logp_gap_metrics(old, batch.rollout_logp, batch.mask)
         checks = dict(student_logp=old, teacher_logp=q, ref_logp=r, advantages=adv, loss=loss)
         return loss, diag, checks
 
@@ -181,12 +185,15 @@ class GOPDModule(L.LightningModule):
                             k=cfg.estimator.get("k", 32), alpha=cfg.alpha, pressure=cfg.pressure.name,
                             clip=cfg.pressure.get("clip"), correct=rewards > 0.5, chunk_size=cfg.loss.chunk_size,
                             student_hidden=hidden)
-        loss, grpo = vl.loss, None
-        if m > 0:  # GRPO stays on the sampled token; the two losses mix
+        loss, grpo, gap = vl.loss, None, {}
+        if m > 0 or batch.rollout_logp is not None:  # the sampled token's log-prob: GRPO's and the rollout gap's
             head = self.student.get_output_embeddings()
             logp = token_logprobs_from_hidden(hidden, head.weight, batch.completion_ids, bias=head.bias,
                                               chunk_size=cfg.loss.chunk_size)
             logp = torch.where(batch.mask.bool(), logp, torch.zeros_like(logp))
+            if batch.rollout_logp is not None:
+                gap = logp_gap_metrics(logp, batch.rollout_logp, batch.mask)
+        if m > 0:  # GRPO stays on the sampled token; the two losses mix
             grpo = objective.grpo_advantages(rewards, batch.group_ids, scale=cfg.grpo.scale)
             g_adv = objective.mix_advantages(torch.zeros_like(logp), grpo, 1.0, batch.mask)
             loss_grpo = objective.policy_loss(logp, logp.detach(), g_adv, batch.mask, eps_low=cfg.loss.eps_low,
@@ -194,7 +201,7 @@ class GOPDModule(L.LightningModule):
                                               tis_cap=cfg.loss.tis_cap)
             loss = (1 - m) * loss + m * loss_grpo
         diag = objective.opd_diagnostics(vl.expected_adv, None, None, batch.mask, vl.expected_adv, grpo,
-                                         batch.group_ids) | vl.metrics  # grpo/*, mix/*; exact vocab terms win
+                                         batch.group_ids) | vl.metrics | gap  # grpo/*, mix/*; exact vocab terms win
         return loss, diag, dict(advantages=vl.expected_adv, loss=loss)
 
     def _teacher_and_reference(self, batch: RolloutBatch, pad: int):
@@ -233,7 +240,7 @@ class GOPDModule(L.LightningModule):
         norm = math.nan
         if bad is None:
             self.manual_backward(loss)
-            norm = float(torch.nn.utils.clip_grad_norm_(self.student.parameters(), self.cfg.optim.grad_clip))
+            norm = strategy.clip_grad_norm(self.trainer, self.student, self.cfg.optim.grad_clip)  # FSDP: all shards
             bad = None if math.isfinite(norm) else "gradient norm"
         if bad is not None:
             opt.zero_grad(set_to_none=True)
@@ -254,6 +261,10 @@ class GOPDModule(L.LightningModule):
         cfg = self.cfg
         kw = dict(answer_field=cfg.data.answer_field, domain_field=cfg.data.domain_field,
                   max_new_tokens=cfg.eval.max_new_tokens, batch_size=cfg.eval.batch_size)
+        with strategy.full_root_params(self.trainer):  # FSDP: outside the step, gather the root's weights
+            return self._evaluate(step, with_teacher, kw)
+
+    def _evaluate(self, step: int, with_teacher: bool, kw: dict) -> dict[str, float]:
         res = greedy_accuracy(self.student, self.tokenizer, self.student_prompts, self.eval_rows, **kw)
         metrics = {f"eval/{k}": v for k, v in res.items()}
         if with_teacher and self.teacher is not None:

@@ -384,17 +384,48 @@ def topk_support(teacher_logp_v: Tensor, k: int, sampled: Tensor | None = None) 
     return keep
 
 
-def restrict_advantages(adv_v: Tensor, support: Tensor) -> Tensor:
-    """Top-k: ``A(v) = 0`` outside the support, which is the restricted sum, *not renormalised*.
+def topk_advantages(
+    adv_v: Tensor,
+    support: Tensor,
+    student_logp_v: Tensor,
+    teacher_logp_v: Tensor,
+    ref_logp_v: Tensor | None,
+    *,
+    alpha: float,
+    pressure: str,
+    correct: Tensor | None = None,
+    clip: float | None = None,
+) -> Tensor:
+    """Top-k with a tail bucket: ``A(v)`` on the support, the tail's advantage everywhere else.
 
-    No renormalisation, because (1) every kept entry keeps its true log-probs, so its A(v) is
-    exactly the full estimator's and k = V is the full estimator bit for bit; (2) renormalising
-    each model over its own top set would change s, q, r by per-position constants that differ
-    between models (different supports / masses), biasing delta even on the kept entries. The
-    cost: entries outside the set (where the teacher is small and A is usually negative) get no
-    push-down beyond the softmax coupling, except the sampled token, which is always kept.
+    Each model's distribution is coarsened to the kept entries plus one *tail* bucket holding its
+    mass outside the support (``log sum_{v not kept} p(v)``), and the token rule (``delta``, the
+    pressure, ``clip``) is applied to the bucket as to any entry; every entry outside the support
+    carries the tail's advantage, so ``sum_v pi(v) A(v)`` is the coarsened distribution's sum and,
+    with ``pressure=full``, its gradient at ``theta_old`` is the reverse-KL gradient over the
+    ``k + 1`` buckets. Kept entries keep their true log-probs (nothing is renormalised), so their
+    ``A(v)`` is exactly the full estimator's and ``k >= V`` (no tail) is the full estimator.
+
+    Why not ``A = 0`` outside (the plain restricted sum): the mean advantage is usually negative
+    (about ``-KL``), so a zero outside the support is *above* average and the softmax coupling
+    raises the outside entries, the ones the teacher ranks lowest; on the toy world that leak drove the
+    teacher KL up from step ~200 and cost ~10 points by step 300 (results/estimators/).
+    Why not renormalise each model over the support: the per-position constants differ between
+    models (their masses on the set differ), which would bias ``delta`` on the kept entries.
     """
-    return torch.where(support, adv_v, torch.zeros((), dtype=adv_v.dtype, device=adv_v.device))
+    if support.shape != adv_v.shape:
+        raise ValueError(f"support has shape {tuple(support.shape)}, expected {tuple(adv_v.shape)} like adv_v")
+    with torch.no_grad():
+        outside = torch.tensor(float("-inf"), dtype=student_logp_v.dtype, device=student_logp_v.device)
+
+        def tail(x: Tensor | None) -> Tensor | None:
+            return None if x is None else torch.where(support, outside, x.detach()).logsumexp(-1, keepdim=True)
+
+        tail_adv = vocab_advantages(tail(student_logp_v), tail(teacher_logp_v), tail(ref_logp_v), alpha=alpha,
+                                    pressure=pressure, correct=correct, clip=clip)
+        has_tail = ~support.all(-1, keepdim=True)  # no tail (k >= V): -inf - -inf is nan, never used
+        tail_adv = torch.where(has_tail, tail_adv, torch.zeros((), dtype=adv_v.dtype, device=adv_v.device))
+        return torch.where(support, adv_v, tail_adv)
 
 
 def vocab_opd_loss_terms(logp_theta_v: Tensor, adv_v: Tensor) -> Tensor:

@@ -9,22 +9,39 @@ nats/token in tinker-cookbook issue 796).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 DEFAULT_HINT_TEMPLATE = "{problem}\nHint: {hint}"
+PROBLEM = "{problem}"
 
 
-def user_content(problem: str, hint: str | None = None, hint_template: str = DEFAULT_HINT_TEMPLATE) -> str:
-    """The user turn: the problem alone, or the problem with the hint through the template."""
+def user_content(problem: str, hint: str | None = None, hint_template: str = DEFAULT_HINT_TEMPLATE,
+                 problem_template: str = PROBLEM) -> str:
+    """The user turn: the problem (through ``problem_template``, e.g. an instruction to box the
+    answer), alone or with the hint through ``hint_template``."""
+    problem = problem_template.replace(PROBLEM, problem)  # not str.format: instructions hold "\\boxed{}"
     if hint is None:
         return problem
     return hint_template.format(problem=problem, hint=hint)
 
 
-def render_prompt(tokenizer, problem: str, hint: str | None = None, hint_template: str = DEFAULT_HINT_TEMPLATE) -> str:
-    """Chat-templated prompt text ending with the assistant's generation prompt."""
-    messages = [{"role": "user", "content": user_content(problem, hint, hint_template)}]
-    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+def render_prompt(tokenizer, problem: str, hint: str | None = None, hint_template: str = DEFAULT_HINT_TEMPLATE,
+                  problem_template: str = PROBLEM, **template_kwargs) -> str:
+    """Chat-templated prompt text ending with the assistant's generation prompt.
+
+    ``template_kwargs`` go to the chat template (e.g. Qwen3's ``enable_thinking``), the same for
+    the student and every teacher.
+    """
+    messages = [{"role": "user", "content": user_content(problem, hint, hint_template, problem_template)}]
+    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True, **template_kwargs)
+
+
+def prompt_style(cfg) -> dict:
+    """What every prompt of a run shares, from the config: ``data.problem_template`` and
+    ``model.chat_template_kwargs`` (keyword arguments of ``PromptBuilder``)."""
+    kwargs = cfg.model.get("chat_template_kwargs") or {}
+    return {"problem_template": cfg.data.get("problem_template") or PROBLEM,
+            "template_kwargs": {str(k): v for k, v in kwargs.items()}}
 
 
 @dataclass(frozen=True)
@@ -35,13 +52,41 @@ class PromptBuilder:
     hint_field: str | None = None
     hint_template: str = DEFAULT_HINT_TEMPLATE
     problem_field: str = "problem"
+    problem_template: str = PROBLEM
+    template_kwargs: Mapping = field(default_factory=dict)
 
     def text(self, row: Mapping) -> str:
-        hint = None if self.hint_field is None else row[self.hint_field]
-        return render_prompt(self.tokenizer, row[self.problem_field], hint, self.hint_template)
+        hint = None if self.hint_field is None else str(row[self.hint_field])
+        return render_prompt(self.tokenizer, str(row[self.problem_field]), hint, self.hint_template,
+                             self.problem_template, **self.template_kwargs)
 
     def ids(self, row: Mapping) -> list[int]:
         return self.tokenizer(self.text(row), add_special_tokens=False)["input_ids"]
 
     def batch_ids(self, rows: list[Mapping]) -> list[list[int]]:
         return [self.ids(r) for r in rows]
+
+
+def log_prompts(row: Mapping, student_prompts: PromptBuilder, scorers: Mapping, run_dir=None) -> str:
+    """The exact rendered prompts of ``row``, once per run (a template mismatch is a silent bias):
+    to the log (console and ``train.log``) and, on rank 0, to ``<run_dir>/prompts.txt``.
+
+    ``scorers`` maps a role (``teacher``, ``reference``) to a ``Scorer`` or None.
+    """
+    import logging
+    from pathlib import Path
+
+    from lightning.pytorch.utilities import rank_zero_only
+
+    parts = [("student", student_prompts.text(row))]
+    for role, scorer in scorers.items():
+        for name, route in getattr(scorer, "routes", {}).items():
+            parts.append((f"{role} ({name})", route.prompts.text(row)))
+    log = logging.getLogger("gopd")
+    for label, text in parts:
+        log.info("%s prompt: %r", label, text)
+    out = "".join(f"===== {label} prompt =====\n{text}\n" for label, text in parts)
+    if run_dir is not None and rank_zero_only.rank == 0:
+        Path(run_dir).mkdir(parents=True, exist_ok=True)
+        (Path(run_dir) / "prompts.txt").write_text(out)
+    return out

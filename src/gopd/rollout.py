@@ -1,8 +1,8 @@
 """Rollout engines: the student samples ``n`` completions per prompt.
 
 Every engine returns a ``RolloutBatch``; the HF engine samples from the trainer's own weights
-(always in sync, no log-probs of its own), the vLLM engine (its own issue) from a colocated
-engine that is synced after each optimizer step and reports its sampling log-probs.
+(always in sync, no log-probs of its own), the vLLM engine (``gopd.vllm_rollout``) from a
+colocated engine that is synced after each optimizer step and reports its sampling log-probs.
 """
 
 from __future__ import annotations
@@ -97,10 +97,36 @@ class HFRollout:
         """Nothing to do: HF generate reads the trainer's weights directly."""
 
 
-def build_rollout(cfg, model, tokenizer, prompts: PromptBuilder):
+def logp_gap_metrics(student_logp: Tensor, rollout_logp: Tensor, mask: Tensor) -> dict[str, float]:
+    """``|s_t - s_t^rollout|`` over real tokens: its mean and max (``rollout/logp_gap_*``).
+
+    Numerical mismatch between the engines when they sample at temperature 1; a large value
+    means the engine's weights are stale (a broken sync) or it samples another distribution.
+    """
+    keep = mask.bool()
+    gap = (student_logp.detach() - rollout_logp.detach()).abs()[keep]
+    if gap.numel() == 0:
+        return {"rollout/logp_gap_mean": 0.0, "rollout/logp_gap_max": 0.0}
+    return {"rollout/logp_gap_mean": float(gap.mean()), "rollout/logp_gap_max": float(gap.max())}
+
+
+def _hf(cfg, model, tokenizer, prompts: PromptBuilder) -> HFRollout:
     r = cfg.rollout
-    engines = {"hf": HFRollout}
-    if r.name not in engines:
-        raise ValueError(f"rollout must be one of {', '.join(engines)}, got {r.name!r}")
-    return engines[r.name](model, tokenizer, prompts, n=r.n, max_new_tokens=r.max_new_tokens,
-                           temperature=r.temperature, top_p=r.top_p)
+    return HFRollout(model, tokenizer, prompts, n=r.n, max_new_tokens=r.max_new_tokens,
+                     temperature=r.temperature, top_p=r.top_p)
+
+
+def _vllm(cfg, model, tokenizer, prompts: PromptBuilder):
+    from gopd.vllm_rollout import build_vllm_rollout  # imports vLLM (~7 s) only when rollout=vllm
+
+    return build_vllm_rollout(cfg, model, tokenizer, prompts)
+
+
+ROLLOUTS = {"hf": _hf, "vllm": _vllm}
+
+
+def build_rollout(cfg, model, tokenizer, prompts: PromptBuilder):
+    name = cfg.rollout.name
+    if name not in ROLLOUTS:
+        raise ValueError(f"rollout must be one of {', '.join(ROLLOUTS)}, got {name!r}")
+    return ROLLOUTS[name](cfg, model, tokenizer, prompts)

@@ -103,7 +103,9 @@ class Session:
 
         from gopd import checkpoint
         from gopd.callbacks import Checkpointing, Evaluation
+        from gopd.lora import save_student
         from gopd.runlog import MetricsCSV, wandb_logger
+        from gopd.strategy import build as build_strategy
 
         cfg, run_dir = self.cfg, self.run_dir
         L.seed_everything(cfg.seed, workers=True, verbose=False)
@@ -132,6 +134,7 @@ class Session:
             callbacks.append(RichProgressBar(leave=True))
         trainer_args = OmegaConf.to_container(cfg.trainer, resolve=True)
         trainer_args.pop("max_steps")  # counted by the module, which also counts resumed steps
+        trainer_args["strategy"] = build_strategy(trainer_args.get("strategy", "auto"))  # trainer=ddp|fsdp
         trainer = L.Trainer(**trainer_args, max_steps=-1, max_epochs=-1, logger=loggers, callbacks=callbacks,
                             enable_checkpointing=False, enable_model_summary=False,
                             enable_progress_bar=bool(cfg.logger.progress), num_sanity_val_steps=0,
@@ -142,44 +145,53 @@ class Session:
         self.models_loaded = 1 + len(pool)
         from lightning.pytorch.utilities.exceptions import SIGTERMException
 
+        fitted = False
         try:
             trainer.fit(module, train_dataloaders=loader)
+            fitted = True
         except SIGTERMException:  # Lightning's own stop on SIGTERM, between two steps
             if self.checkpointing.received is None:
                 raise
             self.checkpointing.ensure_saved(module)
+            fitted = True
         finally:
-            if wb is not None:
-                _finish_wandb(wb, module.summary)
+            if wb is not None:  # summary.json's keys (status, steps, wall_s...) for W&B's runs table too
+                _finish_wandb(wb, self.summary(status=self._status() if fitted else "failed"))
         if cfg.save_final and self.checkpointing.received is None:
-            module.student.save_pretrained(run_dir / "final")
+            save_student(module.student, run_dir / "final")  # LoRA: adapters merged in
             self.res.tokenizer.save_pretrained(run_dir / "final")
-        status = "preempted" if self.checkpointing.received is not None else "completed"
-        return self.summary(status=status)
+        return self.summary(status=self._status())
+
+    def _status(self) -> str:
+        return "preempted" if self.checkpointing.received is not None else "completed"
 
     def _build(self):
         from gopd.data import PromptStream
+        from gopd.lora import prepare_student
         from gopd.module import GOPDModule
         from gopd.pool import ModelPool, load_model
-        from gopd.prompts import PromptBuilder
+        from gopd.prompts import PromptBuilder, log_prompts, prompt_style
         from gopd.rollout import build_rollout
+        from gopd.strategy import checkpoints_activations
         from gopd.teachers import REFERENCES, TEACHERS, Context
         from gopd.validate import needs_teacher
 
         cfg, res = self.cfg, self.res
         remote = bool(cfg.model.get("trust_remote_code", False))
-        student = load_model(res.student_path, cfg.model.dtype, trainable=True, trust_remote_code=remote).train()
+        student = prepare_student(load_model(res.student_path, cfg.model.dtype, trainable=True, trust_remote_code=remote),
+                                  cfg.model, gradient_checkpointing=cfg.model.get("gradient_checkpointing", False)
+                                  and not checkpoints_activations(cfg.trainer)).train()  # LoRA, checkpointing
         pool = ModelPool(cfg.model.dtype, trust_remote_code=remote)
         ctx = Context(student=student, student_path=res.student_path, tokenizer=res.tokenizer, pool=pool,
                       toy_variant=cfg.model.get("toy_variant", "full"), problem_field=cfg.data.problem_field,
-                      domain_field=cfg.data.domain_field, chunk_size=cfg.loss.chunk_size)
+                      domain_field=cfg.data.domain_field, chunk_size=cfg.loss.chunk_size, prompt_style=prompt_style(cfg))
         teacher = reference = None
         if needs_teacher(cfg):
             teacher = TEACHERS[cfg.teacher.name](cfg, ctx)
             if cfg.alpha != 1:  # at alpha = 1 the reference cancels exactly: not even loaded
                 reference = REFERENCES[cfg.reference.name](cfg, ctx, teacher)
-        student_prompts = PromptBuilder(res.tokenizer, problem_field=cfg.data.problem_field)
-        _log_prompts(res.train[0], student_prompts, teacher)
+        student_prompts = PromptBuilder(res.tokenizer, problem_field=cfg.data.problem_field, **ctx.prompt_style)
+        log_prompts(res.train[0], student_prompts, {"teacher": teacher, "reference": reference}, self.run_dir)
         stream = PromptStream(res.train, cfg.rollout.prompts_per_step, cfg.seed)
         module = GOPDModule(cfg, student=student, tokenizer=res.tokenizer,
                             rollout=build_rollout(cfg, student, res.tokenizer, student_prompts),
@@ -208,17 +220,10 @@ class Session:
 
 
 def _finish_wandb(wb, summary: dict) -> None:
-    """Summary metrics on the W&B run, then ``finish`` so the next multirun job starts a new run."""
+    """Summary metrics on the W&B run, then ``finish`` so the next multirun job starts a new run
+    (a failed run ends with a non-zero exit code: W&B's State column shows it failed)."""
     import wandb
 
     if wb._experiment is not None:
         wb.experiment.summary.update({k: v for k, v in summary.items() if v is not None})
-    wandb.finish()
-
-
-def _log_prompts(row, student_prompts, teacher) -> None:
-    """The exact rendered prompts, once per run (a template mismatch is a silent bias)."""
-    log.info("student prompt: %r", student_prompts.text(row))
-    if teacher is not None:
-        for name, route in teacher.routes.items():
-            log.info("teacher prompt (%s): %r", name, route.prompts.text(row))
+    wandb.finish(exit_code=1 if summary.get("status") == "failed" else 0)

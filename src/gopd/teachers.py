@@ -7,10 +7,12 @@ return a ``Scorer`` (a reference may return the string ``"teacher"``: ``r = q``)
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 
-from gopd.pool import ModelPool, resolve_checkpoint
+from gopd.lora import AdapterDisabled, has_lora
+from gopd.pool import ModelPool, is_local, resolve_checkpoint
 from gopd.prompts import PromptBuilder
 from gopd.scoring import EMA, Route, Scorer
 
@@ -30,18 +32,31 @@ class Context:
     domain_field: str
     chunk_size: int
     ema: list[EMA] = field(default_factory=list)  # EMA teachers to update after each step
+    prompt_style: dict = field(default_factory=dict)  # problem template + chat-template kwargs (prompts.prompt_style)
 
     def plain_prompts(self) -> PromptBuilder:
-        return PromptBuilder(self.tokenizer, problem_field=self.problem_field)
+        return PromptBuilder(self.tokenizer, problem_field=self.problem_field, **self.prompt_style)
 
     def frozen(self, path: str) -> torch.nn.Module:
-        return self.pool.get(resolve_checkpoint(path, self.toy_variant))
+        """The frozen model of checkpoint ``path``, loaded once. With a LoRA student, its own
+        checkpoint is the student with the adapters off (``lora.AdapterDisabled``): no second copy."""
+        resolved = resolve_checkpoint(path, self.toy_variant)
+        own = resolve_checkpoint(self.student_path, self.toy_variant)
+        if has_lora(self.student) and _same_checkpoint(resolved, own):
+            return AdapterDisabled(self.student)
+        return self.pool.get(resolved)
+
+
+def _same_checkpoint(a: str, b: str) -> bool:
+    if is_local(a) and is_local(b):
+        return Path(a).expanduser().resolve() == Path(b).expanduser().resolve()
+    return a == b
 
 
 def hinted_teacher(cfg, ctx: Context) -> Scorer:
     t = cfg.teacher
     prompts = PromptBuilder(ctx.tokenizer, hint_field=t.hint_field, hint_template=t.hint_template,
-                            problem_field=ctx.problem_field)
+                            problem_field=ctx.problem_field, **ctx.prompt_style)
     if t.weights == "initial":
         model = ctx.frozen(ctx.student_path)
     elif t.weights == "live":

