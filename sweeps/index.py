@@ -6,8 +6,8 @@
 Reads only the files the arms write (``.hydra/``, ``summary.json``), so it works while the sweep
 runs and after the Hydra driver is gone. ``status`` comes from ``summary.json``
 (``completed``/``failed``; ``running`` when the arm has started but not finished). Where ``sacct``
-answers, ``slurm_state`` is SLURM's view: note that Hydra's launcher reports an arm that raised
-as COMPLETED to SLURM (hydra issue 1928), so trust ``status``.
+answers, ``slurm_state`` is SLURM's view (FAILED for an arm that raised, through the profiles'
+``gopd.launcher.SlurmLauncher``; Hydra's own launcher would say COMPLETED: hydra issue 1928).
 """
 
 from __future__ import annotations

@@ -38,16 +38,22 @@ def config(alpha, mix, seed, pressure="full") -> dict:
 
 
 def metrics_rows(final: float, seed: int) -> list[dict]:
-    """Steps 0..4; eval only at steps 0 and 4 (empty cells between, as metrics.csv has them)."""
+    """Training steps 0..3, then step 4: only the final eval (as metrics.csv has it: the eval at step s
+    follows s training steps). Eval at steps 0 and 4 (empty cells between). A training step takes
+    (1 + seed) + 0.5 + 0.25 * step seconds, so the eval at step 4 is at 7.5 + 4 * seed training seconds."""
     rows = []
     for step in range(5):
         at_eval = step in (0, 4)
+        train = step < 4
         rows.append({"step": step,
                      "eval/accuracy": (0.2 if step == 0 else final) if at_eval else "",
                      "eval/response_len": (40 if step == 0 else 30 + seed) if at_eval else "",
                      "train/response_len": 40 - step,
                      "opd/pos_mass": 0.1 * (step + 1) + 0.1 * seed,   # run mean 0.3 + 0.1 seed
-                     "opd/neg_mass": 0.01 * seed})                    # run mean 0.01 seed
+                     "opd/neg_mass": 0.01 * seed,                     # run mean 0.01 seed
+                     "perf/rollout_s": 1.0 + seed if train else "",
+                     "perf/score_s": 0.5 if train else "",
+                     "perf/update_s": 0.25 * step if train else ""})
     return rows
 
 
@@ -129,6 +135,7 @@ def test_table_means_stds_and_baseline_delta(sweep, tmp_path, monkeypatch):
     assert close(base["opd/neg_mass"], 0.01)
     assert close(base["eval/response_len_initial"], 40) and close(base["eval/response_len_final"], 31)
     assert close(base["wall_s"], 20) and base["steps"] == "4"
+    assert close(base["train_s"], 11.5) and close(base["train_s_std"], 4.0)  # 7.5 + 4 seed for seeds 0 1 2
 
     assert close(two["eval/accuracy_final"], 0.6) and close(two["eval/accuracy_final_std"], 0.1)
     assert close(two["delta_vs_baseline"], 0.2) and close(two["delta_se"], math.sqrt(0.02 / 3))
@@ -161,9 +168,74 @@ def test_failed_missing_and_never_started_runs_are_listed(sweep, tmp_path, monke
 
 def test_plots_are_written_and_non_empty(sweep, tmp_path, monkeypatch):
     out = compare(tmp_path, monkeypatch, sweep, "--name", "grid") / "grid"
-    for name in ("accuracy.png", "response_len.png", "heatmap.png"):
+    for name in ("accuracy.png", "accuracy_time.png", "response_len.png", "heatmap.png"):
         data = (out / name).read_bytes()
         assert data[:8] == PNG and len(data) > 10_000, name
+
+
+def step_times():
+    """Steps 0..4 trained, step 5 only evaluated. Seconds per step: 1.75, 2.75, 1.0, 2.0, 1.75."""
+    import pandas as pd
+
+    return pd.DataFrame({"perf/rollout_s": [1.0, 2.0, 0.5, 1.5, 1.0, None],
+                         "perf/score_s": [0.25, 0.25, 0.25, 0.25, 0.25, None],
+                         "perf/update_s": [0.5, 0.5, 0.25, 0.25, 0.5, None],
+                         "eval/accuracy": [0.1, None, 0.3, None, None, 0.5]},
+                        index=pd.Index([0.0, 1.0, 2.0, 3.0, 4.0, 5.0], name="step"))  # as read_metrics reads it
+
+
+def test_train_seconds_before_each_eval():
+    from gopd.compare import Run, eval_times, train_s, train_seconds_before
+
+    df = step_times()
+    # eval at step s: the sum over steps 0..s-1; step 0's at 0
+    assert train_seconds_before(df, [0, 2, 5]) == [0.0, 1.75 + 2.75, 1.75 + 2.75 + 1.0 + 2.0 + 1.75]
+    assert train_seconds_before(df, [1, 4]) == [1.75, 7.5]
+    run = Run(Path("r"), {}, {"steps": 5}, df)
+    assert eval_times(run) == [(0.0, 0.1), (4.5, 0.3), (9.25, 0.5)]
+    assert train_s(run) == 9.25
+    # a step without one of its timings, or without a row: unknown from there on, known before
+    gap = df.copy()
+    gap.loc[3.0, "perf/score_s"] = float("nan")
+    assert train_seconds_before(gap, [0, 2, 5])[:2] == [0.0, 4.5] and math.isnan(train_seconds_before(gap, [5])[0])
+    assert math.isnan(train_seconds_before(df.drop(index=1.0), [2])[0])
+    assert eval_times(Run(Path("r"), {}, {"steps": 5}, gap)) is None and math.isnan(train_s(Run(Path("r"), {},
+                                                                                                 {"steps": 5}, gap)))
+    no_perf = df.drop(columns=["perf/update_s"])
+    assert train_seconds_before(no_perf, [0])[0] == 0.0 and math.isnan(train_seconds_before(no_perf, [2])[0])
+
+
+def test_interpolate_seeds_onto_common_times_up_to_the_shortest():
+    from gopd.compare import interpolate_seeds
+
+    a = [(0.0, 0.2), (4.0, 0.4), (8.0, 0.6)]
+    b = [(0.0, 0.2), (10.0, 0.2)]            # longer: cut at 8, a's end; never extrapolated
+    grid, mean, std = interpolate_seeds([a, b], n=5)
+    assert grid.tolist() == [0.0, 2.0, 4.0, 6.0, 8.0]
+    assert mean.tolist() == pytest.approx([0.2, 0.25, 0.3, 0.35, 0.4])
+    assert std.tolist() == pytest.approx([0.0, *(d / math.sqrt(2) for d in (0.1, 0.2, 0.3, 0.4))])  # sample std
+    grid, mean, std = interpolate_seeds([a], n=3)
+    assert grid.tolist() == [0.0, 4.0, 8.0] and mean.tolist() == pytest.approx([0.2, 0.4, 0.6])
+    assert all(math.isnan(v) for v in std)
+
+
+def test_runs_without_step_timings_are_noted_and_left_out_of_the_time_plot(tmp_path, monkeypatch):
+    runs = tmp_path / "outputs" / "toy_grid"
+    for seed in range(2):
+        make_run(runs / f"ok_{seed}", config(1, 0, seed), 0, summary(0.5, seed), metrics_rows(0.5, seed))
+    old = [{k: v for k, v in row.items() if not k.startswith("perf/")} for row in metrics_rows(0.5, 2)]
+    make_run(runs / "old_2", config(1, 0, 2), 0, summary(0.5, 2), old)  # logged before perf/* existed
+    out = compare(tmp_path, monkeypatch, runs) / "toy_grid"
+    with open(out / "runs.csv") as f:
+        train = {Path(r["run_dir"]).name: r["train_s"] for r in csv.DictReader(f)}
+    assert train == {"ok_0": "7.5", "ok_1": "11.5", "old_2": ""}
+    with open(out / "table.csv") as f:
+        row = next(csv.DictReader(f))
+    assert row["n_seeds"] == "3" and math.isclose(float(row["train_s"]), 9.5)  # over the seeds with timings
+    md = (out / "table.md").read_text()
+    assert "| train (s) | wall (s) |" in md and "| 10 | 20 |" in md  # wall_s: 10, 20, 30
+    assert "all runs: 1 completed run(s) without eval/accuracy or without perf/rollout_s" in md and "old_2" in md
+    assert (out / "accuracy_time.png").read_bytes()[:8] == PNG
 
 
 def test_group_name_baseline_and_no_heatmap_without_both_axes(tmp_path, monkeypatch):
@@ -257,6 +329,18 @@ def test_group_keys_implied_by_the_group_name_are_not_arm_keys(estimators, tmp_p
     assert "12 runs, 6 arms by teacher, estimator;" in md and "other config" not in md and "\\n" not in md
     assert "| hinted | topk | 2 | 4 | 0.200 | 0.300 ± 0.141 |" in md
     assert_tables_whole(md)
+    data = (out / "accuracy_time.png").read_bytes()
+    assert data[:8] == PNG and len(data) > 10_000
+
+
+def test_accuracy_time_panels_one_per_teacher_estimators_as_lines(estimators):
+    from gopd.compare import build, time_panels
+
+    panels = time_panels(build([estimators]))
+    assert [title for title, _ in panels] == ["teacher=hinted", "teacher=rl_checkpoint"]
+    for _, lines in panels:  # an estimator has the same colour in both panels
+        assert [(i, label) for i, label, _ in lines] == [(0, "estimator=full"), (1, "estimator=token"),
+                                                         (2, "estimator=topk")]
 
 
 def test_group_key_varying_within_one_name_is_an_arm_key_shown_on_one_line(estimators, tmp_path, monkeypatch):

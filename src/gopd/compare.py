@@ -7,7 +7,8 @@ Reads only what a run writes (DESIGN.md section 6: ``.hydra/config.yaml``, ``met
 ``summary.json``), so a comparison is reproducible from the run directories without W&B. Runs
 are grouped into arms by the config keys whose values differ between runs; seeds are pooled.
 Writes ``table.md``, ``table.csv`` (one row per arm), ``runs.csv`` (one row per run) and
-``accuracy.png``, ``response_len.png`` (and ``heatmap.png`` when alpha and grpo_mix both vary).
+``accuracy.png``, ``accuracy_time.png`` (held-out accuracy vs training seconds), ``response_len.png``
+(and ``heatmap.png`` when alpha and grpo_mix both vary).
 Runs that are missing, failed or unreadable are listed in ``table.md`` with the reason.
 
 A config group (a top-level mapping with a ``name``: ``teacher``, ``estimator``, ...) whose ``name``
@@ -39,7 +40,10 @@ ARM_ORDER = ["alpha", "grpo_mix", "pressure.name", "teacher.name", "reference.na
 POOLED = ("seed", "experiment", "logger", "paths")
 # Folders inside a run directory that hold no runs: not walked (checkpoints and W&B are large).
 NOT_RUNS = {".hydra", "checkpoints", "final", "wandb", "traces", ".submitit"}
-OUTPUTS = ["table.md", "table.csv", "runs.csv", "accuracy.png", "response_len.png"]
+OUTPUTS = ["table.md", "table.csv", "runs.csv", "accuracy.png", "accuracy_time.png", "response_len.png"]
+# A training step's seconds (metrics.csv): rollout, then scoring and loss, then optimizer update and
+# rollout-engine sync. Evaluation, checkpointing and start-up are outside all three.
+STEP_SECONDS = ("perf/rollout_s", "perf/score_s", "perf/update_s")
 
 
 class InputError(Exception):
@@ -443,16 +447,54 @@ def eval_len(run: Run, which: str) -> float:
     return value
 
 
-SUMMARY_STATS = ("eval/accuracy_initial", "eval/accuracy_final", "teacher/accuracy", "wall_s", "perf/tokens_per_s")
+def train_seconds_before(metrics, steps) -> list[float]:
+    """Training seconds spent before each of ``steps``: the sum over steps ``0 .. s-1`` of
+    ``perf/rollout_s + perf/score_s + perf/update_s`` (metrics.csv). The evaluation logged at step s
+    follows s training steps, so this is its x on a wall-time axis; step 0's is 0. NaN for a step
+    after any training step without a row or without one of the three values (the sum is unknown)."""
+    import pandas as pd
+
+    if metrics is None or any(c not in metrics for c in STEP_SECONDS):
+        per_step = pd.Series(dtype=float)
+    else:
+        per_step = metrics[list(STEP_SECONDS)].sum(axis=1, min_count=len(STEP_SECONDS))  # NaN if one is missing
+        per_step = per_step.groupby(level=0).last()  # a step logged twice counts once
+        per_step.index = per_step.index.astype(int)
+    steps = [int(s) for s in steps]
+    before = per_step.reindex(range(max(steps, default=0))).cumsum(skipna=False)  # a gap: NaN from there on
+    return [0.0 if s == 0 else float(before.iloc[s - 1]) for s in steps]
+
+
+def eval_times(run: Run):
+    """The run's held-out accuracies, indexed by the training seconds before each (see
+    ``train_seconds_before``); None without ``eval/accuracy`` or complete step timings."""
+    if run.metrics is None or "eval/accuracy" not in run.metrics:
+        return None
+    acc = run.metrics["eval/accuracy"].dropna()
+    x = train_seconds_before(run.metrics, acc.index)
+    if not len(acc) or not all(math.isfinite(v) for v in x):
+        return None
+    return list(zip(x, acc.tolist()))
+
+
+def train_s(run: Run) -> float:
+    """Total training seconds: the sum of the step timings over the run's ``steps`` steps (NaN if any is missing)."""
+    steps = num(run.summary.get("steps"))
+    return train_seconds_before(run.metrics, [int(steps)])[0] if math.isfinite(steps) and steps > 0 else math.nan
+
+
+SUMMARY_STATS = ("eval/accuracy_initial", "eval/accuracy_final", "teacher/accuracy", "wall_s")
 ACC = "eval/accuracy_final"
-NUMBERS = ("steps", *SUMMARY_STATS, "eval/gap_closed", "eval/response_len_initial", "eval/response_len_final",
-           "opd/pos_mass", "opd/neg_mass")  # the keys of per_run
+NUMBERS = ("steps", *SUMMARY_STATS, "train_s", "perf/tokens_per_s", "eval/gap_closed", "eval/response_len_initial",
+           "eval/response_len_final", "opd/pos_mass", "opd/neg_mass")  # the keys of per_run
 
 
 def per_run(run: Run) -> dict:
-    """One completed run's numbers, named as in summary.json / metrics.csv."""
+    """One completed run's numbers, named as in summary.json / metrics.csv (``train_s``: ``train_s()``)."""
     out = {"steps": num(run.summary.get("steps"))}
     out.update({k: num(run.summary.get(k)) for k in SUMMARY_STATS})
+    out["train_s"] = train_s(run)
+    out["perf/tokens_per_s"] = num(run.summary.get("perf/tokens_per_s"))
     out["eval/gap_closed"] = gap_closed(run.summary)
     out.update({f"eval/response_len_{w}": eval_len(run, w) for w in ("initial", "final")})
     out.update({k: column_mean(run, k) for k in ("opd/pos_mass", "opd/neg_mass")})  # mean over steps
@@ -490,7 +532,7 @@ def build(roots: list[Path], baseline: str | None = None, ignore: tuple[str, ...
     slice_keys = find_baselines(baseline, arms, keys, parse_baseline(baseline, runs, keys, ignore)) if baseline else []
     baselines = list(dict.fromkeys(a.base for a in arms if a.base is not None))
     missing, notes = missing_jobs(dirs, roots)
-    notes += duplicate_seed_notes(arms)
+    notes += duplicate_seed_notes(arms) + timing_notes(arms)
     for base in baselines:
         if not base.ok:
             compared = "its slice" if slice_keys else "any arm"
@@ -511,6 +553,18 @@ def duplicate_seed_notes(arms: list[Arm]) -> list[str]:
         if twice:
             notes.append(f"arm {arm.label}: seed {', '.join(twice)} appears in more than one completed run "
                          "(all are pooled; a sweep launched twice?)")
+    return notes
+
+
+def timing_notes(arms: list[Arm]) -> list[str]:
+    notes = []
+    for arm in arms:
+        untimed = [r for r in arm.ok if eval_times(r) is None]
+        if untimed:
+            names = ", ".join(shown(r.path) for r in untimed)
+            notes.append(f"arm {arm.label}: {len(untimed)} completed run(s) without eval/accuracy or without "
+                         f"{' / '.join(STEP_SECONDS)} at every step, not in accuracy_time.png "
+                         f"(train_s blank if a timing is missing): {names}")
     return notes
 
 
@@ -614,7 +668,7 @@ def markdown(c: Comparison, rows: list[dict], title: str, command: str) -> str:
     other = [short(k) for k in c.keys if k not in ARM_ORDER]
     head = main + (["other config"] if other else []) or ["arm"]
     cols = ["seeds", "steps", "acc start", "acc final", "Δ vs baseline (± s.e.)", "gap closed",
-            "resp len start → end", "opd/pos_mass", "opd/neg_mass", "wall (s)"]
+            "resp len start → end", "opd/pos_mass", "opd/neg_mass", "train (s)", "wall (s)"]
     lines = [f"# {title}", "", f"Made by `{command}`.", "",
              f"{len(c.runs)} runs, {len(c.arms)} arms by {', '.join(map(short, c.keys)) or '(no key varies)'}; "
              f"seeds pooled (mean ± sample std over seeds); baseline: {baseline_text(c)}.", "",
@@ -632,7 +686,8 @@ def markdown(c: Comparison, rows: list[dict], title: str, command: str) -> str:
             seeds, row["steps"], fmt(row["eval/accuracy_initial"]),
             pm(row["eval/accuracy_final"], row["eval/accuracy_final_std"]), change,
             pm(row["eval/gap_closed"], row["eval/gap_closed_std"], 2), lens,
-            fmt(row["opd/pos_mass"], 4), fmt(row["opd/neg_mass"], 4), fmt(row["wall_s"], 0)]) + " |")
+            fmt(row["opd/pos_mass"], 4), fmt(row["opd/neg_mass"], 4), fmt(row["train_s"], 0),
+            fmt(row["wall_s"], 0)]) + " |")
     lines += ["", COLUMN_NOTES, "", *not_in_numbers(c)]
     return "\n".join(lines) + "\n"
 
@@ -644,9 +699,12 @@ COLUMN_NOTES = (
     "sqrt(sd_a²/n_a + sd_b²/n_b). gap closed: `eval/gap_closed` = (final - initial) / "
     "(teacher - initial), blank without a teacher. resp len: held-out greedy response length "
     "in tokens at the first and last evaluation (mean over seeds). opd/pos_mass, opd/neg_mass: mean "
-    "over the run's logged steps (metrics.csv), then over seeds. wall: `wall_s`, mean over seeds. "
-    "Plots: accuracy.png, response_len.png (bands: ± std over seeds), heatmap.png when alpha and "
-    "grpo_mix both vary.")
+    "over the run's logged steps (metrics.csv), then over seeds. train: `train_s`, seconds in training "
+    "steps (sum over the run's steps of `perf/rollout_s + perf/score_s + perf/update_s` in metrics.csv: "
+    "no evaluation, checkpointing or start-up), mean over seeds. wall: `wall_s` of summary.json, the "
+    "whole run's wall-clock seconds (with start-up, model loading and evaluations), mean over seeds. "
+    "Plots: accuracy.png (vs step), accuracy_time.png (vs training seconds), response_len.png "
+    "(bands: ± std over seeds), heatmap.png when alpha and grpo_mix both vary.")
 
 
 def not_in_numbers(c: Comparison) -> list[str]:
@@ -719,6 +777,74 @@ def accuracy_plot(arms: list[Arm], path: Path) -> None:
     save(fig, path, ax)
 
 
+def interpolate_seeds(seeds: list[list[tuple[float, float]]], n: int = 200):
+    """Mean and sample std over seeds of accuracy vs training seconds. Each seed's evaluations fall at
+    its own times, so each is interpolated linearly between its evaluations onto ``n`` common times
+    from 0 to the end of the shortest seed (never extrapolated). Returns (times, mean, std); std is
+    NaN with one seed."""
+    import numpy as np
+
+    grid = np.linspace(0.0, min(points[-1][0] for points in seeds), n)
+    ys = np.array([np.interp(grid, *zip(*points)) for points in seeds])
+    std = ys.std(axis=0, ddof=1) if len(seeds) > 1 else np.full(n, np.nan)
+    return grid, ys.mean(axis=0), std
+
+
+def time_panels(c: Comparison) -> list[tuple[str, list[tuple[int, str, Arm]]]]:
+    """accuracy_time.png's panels as (title, [(colour index, line label, arm)]): one panel per value
+    of the paper's axes (ARM_ORDER) but the last that varies, e.g. one per teacher with the
+    estimators as lines; a line keeps its colour in every panel. One panel (legend outside, as in
+    accuracy.png) when at most one of those axes varies, there would be more than 6, or a line's
+    label is too long for a legend inside its panel (other config keys vary too)."""
+    axes = [k for k in c.keys if k in ARM_ORDER][:-1]
+    lines = sorted({tuple(v for k, v in zip(c.keys, a.key) if k not in axes) for a in c.arms}, key=sort_key)
+    panels: dict[tuple, list[tuple[int, str, Arm]]] = {}
+    for arm in c.arms:
+        rest = tuple(v for k, v in zip(c.keys, arm.key) if k not in axes)
+        label = " ".join(f"{h}={v}" for h, v in arm.parts.items() if h not in map(short, axes)) or arm.label
+        panels.setdefault(tuple(arm.key[c.keys.index(k)] for k in axes), []).append((lines.index(rest), label, arm))
+    if not 2 <= len(panels) <= 6 or any(len(label) > 40 for lines in panels.values() for _, label, _ in lines):
+        return [("", [(i, arm.label, arm) for i, arm in enumerate(c.arms)])]
+    return [(" ".join(f"{short(k)}={shorten(fmt_value(v))}" for k, v in zip(axes, values)), panels[values])
+            for values in sorted(panels, key=sort_key)]
+
+
+def accuracy_time_plot(c: Comparison, path: Path) -> None:
+    from matplotlib.figure import Figure
+
+    panels = time_panels(c)
+    n_styles = max((i for _, lines in panels for i, _, _ in lines), default=0) + 1
+    fig = Figure(figsize=(9 if len(panels) == 1 else 5.2 * len(panels), 5.2), layout="constrained")
+    axes = fig.subplots(1, len(panels), squeeze=False, sharey=True)[0]
+    drawn = 0
+    for ax, (title, lines) in zip(axes, panels):
+        for i, label, arm in lines:
+            seeds = [p for p in map(eval_times, arm.ok) if p is not None]
+            if not seeds:
+                continue
+            st = style(i, n_styles)
+            for points in seeds:  # every seed as measured, to its own end
+                ax.plot(*zip(*points), color=st["color"], linewidth=0.6, alpha=0.3, marker="o", markersize=1.5)
+            grid, mean, std = interpolate_seeds(seeds)
+            ax.plot(grid, mean, label=f"{label} (n={len(seeds)})", linewidth=1.8, **st)
+            ax.fill_between(grid, mean - std, mean + std, color=st["color"], alpha=0.15, linewidth=0)
+            drawn += 1
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel("training seconds before the evaluation")
+        ax.grid(alpha=0.3)
+        if len(panels) > 1 and ax.get_legend_handles_labels()[0]:
+            ax.legend(loc="lower right", fontsize=7, framealpha=0.8)
+    axes[0].set_ylabel("eval/accuracy")
+    fig.suptitle("held-out accuracy vs training time (sum of perf/rollout_s + perf/score_s + perf/update_s over "
+                 "the steps before it;\nevaluation, checkpointing and start-up not counted). Thin: each seed at its "
+                 "evaluations. Thick ± band: mean ± std\nover seeds, each seed interpolated linearly between its "
+                 "evaluations, up to the end of the arm's shortest seed", fontsize=9)
+    if not drawn:
+        axes[0].text(0.5, 0.5, "no completed run with eval/accuracy and step timings", ha="center", va="center",
+                     transform=axes[0].transAxes)
+    save(fig, path, axes[0] if len(panels) == 1 else None)
+
+
 def response_len_plot(arms: list[Arm], path: Path, smooth: int) -> None:
     from matplotlib.figure import Figure
 
@@ -783,6 +909,7 @@ def write(c: Comparison, rows: list[dict], out: Path, title: str, command: str, 
     run_rows = runs_rows(c)
     write_csv(out / "runs.csv", run_rows, columns=list(dict.fromkeys(k for r in run_rows for k in r)))
     accuracy_plot(c.arms, out / "accuracy.png")
+    accuracy_time_plot(c, out / "accuracy_time.png")
     response_len_plot(c.arms, out / "response_len.png", smooth)
     written = [out / n for n in OUTPUTS]
     if {"alpha", "grpo_mix"} <= set(c.keys):
@@ -796,12 +923,13 @@ def console_table(c: Comparison, rows: list[dict]) -> None:
     from rich.table import Table
 
     table = Table(title=f"{len(c.arms)} arms, {len(c.runs)} runs")
-    for col in ("arm", "seeds", "acc final", "Δ vs baseline", "gap closed", "wall (s)"):
+    for col in ("arm", "seeds", "acc final", "Δ vs baseline", "gap closed", "train (s)", "wall (s)"):
         table.add_column(col, justify="left" if col == "arm" else "right", overflow="fold")
     for row in rows:
         change = "baseline" if row["baseline"] else fmt(row["delta_vs_baseline"])
         table.add_row(row["arm"], str(row["n_seeds"]), pm(row["eval/accuracy_final"], row["eval/accuracy_final_std"]),
-                      change, pm(row["eval/gap_closed"], row["eval/gap_closed_std"], 2), fmt(row["wall_s"], 0))
+                      change, pm(row["eval/gap_closed"], row["eval/gap_closed_std"], 2), fmt(row["train_s"], 0),
+                      fmt(row["wall_s"], 0))
     Console().print(table)
 
 
