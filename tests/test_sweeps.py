@@ -268,7 +268,7 @@ def test_an_invalid_arm_fails_alone_and_is_recorded(slurm_env, toy_world_mini, t
     assert index.returncode == 1  # non-zero: an arm failed
     rows = [json.loads(line) for line in index.stdout.splitlines()]
     assert sorted(r["status"] for r in rows) == ["completed", "completed", "failed"]
-    # SLURM agrees (gopd.launcher: the failed arm's process exits 1; Hydra's alone would exit 0)
+    # SLURM agrees (hydra_plugins.gopd_launcher: the failed arm's process exits 1; Hydra's alone would exit 0)
     assert sorted((r["status"], r["slurm_state"]) for r in rows) == [
         ("completed", "COMPLETED"), ("completed", "COMPLETED"), ("failed", "FAILED")]
 

@@ -5,6 +5,8 @@ job process exits 0 and SLURM records the failed arm as COMPLETED (hydra issue 1
 job-state e-mails and dependency chains (``afterok``) would all trust it. Here the job process
 exits 1 *after* submitit has saved that result, so SLURM says FAILED while the Hydra driver still
 collects every arm's result and reports the failures once the whole sweep has run, as before.
+
+It lives under ``hydra_plugins`` because Hydra instantiates launchers only from that namespace.
 """
 
 from __future__ import annotations

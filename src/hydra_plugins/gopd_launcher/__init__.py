@@ -1,0 +1,1 @@
+"""gopd's Hydra launcher plugin (Hydra only instantiates launchers from the hydra_plugins namespace)."""
