@@ -253,6 +253,56 @@ def test_group_name_baseline_and_no_heatmap_without_both_axes(tmp_path, monkeypa
     assert "None: all 4 runs completed" in (out / "table.md").read_text()
 
 
+# Per-domain held-out accuracy (eval/accuracy/<domain>) at the first and last evaluation (steps 0 and 4),
+# per (alpha, seed); None: the run logs no per-domain columns.
+DOMAINS = {(1, 0): {"add": (0.3, 0.5), "mul": (0.1, 0.1)},  # alpha=1: add final 0.5, 0.7 -> 0.6 ± sqrt(0.02)
+           (1, 1): {"add": (0.3, 0.7), "mul": (0.1, 0.3)},  #          mul final 0.1, 0.3 -> 0.2 ± sqrt(0.02)
+           (2, 0): {"add": (0.3, 0.9), "mul": (0.1, 0.4)},  # alpha=2: one seed with domains, no std
+           (2, 1): None,
+           (3, 0): None, (3, 1): None}                       # alpha=3: none, blank
+
+
+def test_per_domain_final_accuracy(tmp_path, monkeypatch):
+    runs = tmp_path / "outputs" / "domains"
+    for (alpha, seed), domains in DOMAINS.items():
+        rows = metrics_rows(0.5, seed)
+        for row in rows:
+            for d, (start, final) in (domains or {}).items():
+                row[f"eval/accuracy/{d}"] = {0: start, 4: final}.get(row["step"], "")  # only at evaluations
+        make_run(runs / f"a{alpha}_{seed}", config(alpha, 0, seed), 0, summary(0.5, seed), rows)
+    out = compare(tmp_path, monkeypatch, runs, "--name", "domains") / "domains"
+    close = lambda got, want: math.isclose(float(got), want, rel_tol=1e-5)  # noqa: E731
+    with open(out / "table.csv") as f:
+        arms = {r["alpha"]: r for r in csv.DictReader(f)}
+    one, two, three = arms["1"], arms["2"], arms["3"]
+    assert close(one["eval/accuracy/add_final"], 0.6) and close(one["eval/accuracy/add_final_std"], math.sqrt(0.02))
+    assert close(one["eval/accuracy/mul_final"], 0.2) and close(one["eval/accuracy/mul_final_std"], math.sqrt(0.02))
+    assert close(two["eval/accuracy/add_final"], 0.9) and two["eval/accuracy/add_final_std"] == ""
+    assert close(two["eval/accuracy/mul_final"], 0.4)
+    assert all(three[f"eval/accuracy/{d}_final{s}"] == "" for d in ("add", "mul") for s in ("", "_std"))
+    assert "eval/accuracy/add_initial" not in one  # the start value: runs.csv only
+
+    with open(out / "runs.csv") as f:
+        per_run = {(r["arm"], r["seed"]): r for r in csv.DictReader(f)}
+    first = per_run["alpha=1", "1"]
+    assert close(first["eval/accuracy/add_initial"], 0.3) and close(first["eval/accuracy/add_final"], 0.7)
+    assert close(first["eval/accuracy/mul_initial"], 0.1) and close(first["eval/accuracy/mul_final"], 0.3)
+    assert all(per_run["alpha=2", "1"][f"eval/accuracy/{d}_{w}"] == ""
+               for d in ("add", "mul") for w in ("initial", "final"))
+
+    md = (out / "table.md").read_text()
+    assert "| acc start | acc final | acc final add | acc final mul | Δ vs baseline" in md
+    assert "| 0.500 ± 0.000 | 0.600 ± 0.141 | 0.200 ± 0.141 |" in md
+    assert "| 0.500 ± 0.000 | 0.900 | 0.400 |" in md and "| 0.500 ± 0.000 | – | – |" in md
+
+
+def test_no_domain_columns_without_per_domain_metrics(sweep, tmp_path, monkeypatch):
+    out = compare(tmp_path, monkeypatch, sweep, "--name", "grid") / "grid"
+    for name in ("table.csv", "runs.csv"):
+        assert "eval/accuracy/" not in (out / name).read_text().splitlines()[0]
+    assert "acc final add" not in (out / "table.md").read_text()
+
+
 def test_unreadable_runs_are_listed(tmp_path, monkeypatch):
     runs = tmp_path / "outputs" / "toy_grid"
     for seed in range(2):

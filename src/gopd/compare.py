@@ -86,6 +86,7 @@ class Comparison:
     slice_keys: list[str]          # the arm keys a baseline per slice is chosen by ([]: one baseline)
     missing: list[dict]            # jobs of a sweep without any run directory
     notes: list[str]
+    domains: list[str] = field(default_factory=list)  # <d> of the runs' eval/accuracy/<d> columns
 
 
 # ----------------------------------------------------------------------------- values
@@ -485,12 +486,31 @@ def train_s(run: Run) -> float:
 
 SUMMARY_STATS = ("eval/accuracy_initial", "eval/accuracy_final", "teacher/accuracy", "wall_s")
 ACC = "eval/accuracy_final"
+DOMAIN = "eval/accuracy/"  # metrics.csv's per-domain held-out accuracy: eval/accuracy/<domain>
 NUMBERS = ("steps", *SUMMARY_STATS, "train_s", "perf/tokens_per_s", "eval/gap_closed", "eval/response_len_initial",
            "eval/response_len_final", "opd/pos_mass", "opd/neg_mass")  # the keys of per_run
 
 
-def per_run(run: Run) -> dict:
-    """One completed run's numbers, named as in summary.json / metrics.csv (``train_s``: ``train_s()``)."""
+def find_domains(runs: list[Run]) -> list[str]:
+    """The domains ``<d>`` of the ``eval/accuracy/<d>`` columns in the completed runs' metrics.csv, in column order."""
+    cols = (c for r in runs if r.problem is None and r.metrics is not None for c in r.metrics.columns)
+    return list(dict.fromkeys(c[len(DOMAIN):] for c in cols if c.startswith(DOMAIN) and len(c) > len(DOMAIN)))
+
+
+def domain_accuracy(run: Run, domain: str, which: str) -> float:
+    """``eval/accuracy/<domain>`` at the run's first (``initial``) or last (``final``) evaluation row
+    (a row with ``eval/accuracy``; without that column, a row with this one). NaN without the column."""
+    column = DOMAIN + domain
+    if run.metrics is None or column not in run.metrics:
+        return math.nan
+    at = run.metrics["eval/accuracy" if "eval/accuracy" in run.metrics else column].notna().to_numpy()
+    values = run.metrics[column][at]
+    return float(values.iloc[0 if which == "initial" else -1]) if len(values) else math.nan
+
+
+def per_run(run: Run, domains: list[str] = ()) -> dict:
+    """One completed run's numbers, named as in summary.json / metrics.csv (``train_s``: ``train_s()``;
+    per domain ``eval/accuracy/<d>_initial`` and ``_final``: ``domain_accuracy()``)."""
     out = {"steps": num(run.summary.get("steps"))}
     out.update({k: num(run.summary.get(k)) for k in SUMMARY_STATS})
     out["train_s"] = train_s(run)
@@ -498,15 +518,17 @@ def per_run(run: Run) -> dict:
     out["eval/gap_closed"] = gap_closed(run.summary)
     out.update({f"eval/response_len_{w}": eval_len(run, w) for w in ("initial", "final")})
     out.update({k: column_mean(run, k) for k in ("opd/pos_mass", "opd/neg_mass")})  # mean over steps
+    out.update({f"{DOMAIN}{d}_{w}": domain_accuracy(run, d, w) for d in domains for w in ("initial", "final")})
     return out
 
 
-def arm_stats(arm: Arm) -> dict:
-    """Mean and std (``<name>_std``) over the arm's completed runs of each per-run number."""
-    rows = [per_run(r) for r in arm.ok]
+def arm_stats(arm: Arm, domains: list[str] = ()) -> dict:
+    """Mean and std (``<name>_std``) over the arm's completed runs of each per-run number
+    (and of each domain's final accuracy)."""
+    rows = [per_run(r, domains) for r in arm.ok]
     out = {"n": len(rows), "seeds": sorted((r.seed for r in arm.ok), key=lambda v: sort_key((v,))),
            "not_completed": len(arm.runs) - len(rows)}
-    for name in NUMBERS:
+    for name in (*NUMBERS, *(f"{DOMAIN}{d}_final" for d in domains)):
         out[name], out[name + "_std"], _ = mean_std([r[name] for r in rows])
     steps = {int(r["steps"]) for r in rows if math.isfinite(r["steps"])}
     out["steps"] = "" if not steps else str(min(steps)) if len(steps) == 1 else f"{min(steps)}-{max(steps)}"
@@ -537,7 +559,7 @@ def build(roots: list[Path], baseline: str | None = None, ignore: tuple[str, ...
         if not base.ok:
             compared = "its slice" if slice_keys else "any arm"
             notes.append(f"the baseline arm ({base.label}) has no completed run: no change vs baseline for {compared}")
-    return Comparison(runs, keys, arms, baselines, baseline, slice_keys, missing, notes)
+    return Comparison(runs, keys, arms, baselines, baseline, slice_keys, missing, notes, find_domains(runs))
 
 
 def natural(path: Path) -> list:
@@ -599,7 +621,7 @@ def pm(mean: float, std: float, digits: int = 3) -> str:
 
 def table_rows(c: Comparison) -> list[dict]:
     """One row per arm (the numbers of table.csv; table.md formats the same dicts)."""
-    stats = {id(arm): arm_stats(arm) for arm in c.arms}
+    stats = {id(arm): arm_stats(arm, c.domains) for arm in c.arms}
     rows = []
     for arm in c.arms:
         s = stats[id(arm)]
@@ -613,6 +635,8 @@ def table_rows(c: Comparison) -> list[dict]:
                     "seeds": " ".join(fmt_value(x) for x in s["seeds"]), "not_completed": s["not_completed"],
                     "steps": s["steps"], ACC: s[ACC], ACC + "_std": s[ACC + "_std"],
                     "delta_vs_baseline": d, "delta_se": se})
+        for name in (f"{DOMAIN}{d}_final" for d in c.domains):
+            row.update({name: s[name], name + "_std": s[name + "_std"]})
         for name in NUMBERS[1:]:
             row.setdefault(name, s[name])
             row.setdefault(name + "_std", s[name + "_std"])
@@ -643,7 +667,7 @@ def runs_rows(c: Comparison) -> list[dict]:
     for r in c.runs:
         row = {"run_dir": shown(r.path), "arm": label.get(id(r), "?"), "seed": fmt_value(r.seed) if r.config else "",
                "status": r.summary.get("status", ""), "problem": r.problem or ""}
-        row.update(per_run(r) if r.problem is None else {})
+        row.update(per_run(r, c.domains) if r.problem is None else {})
         out.append(row)
     return out
 
@@ -667,8 +691,9 @@ def markdown(c: Comparison, rows: list[dict], title: str, command: str) -> str:
     main = [short(k) for k in c.keys if k in ARM_ORDER]
     other = [short(k) for k in c.keys if k not in ARM_ORDER]
     head = main + (["other config"] if other else []) or ["arm"]
-    cols = ["seeds", "steps", "acc start", "acc final", "Δ vs baseline (± s.e.)", "gap closed",
-            "resp len start → end", "opd/pos_mass", "opd/neg_mass", "train (s)", "wall (s)"]
+    cols = ["seeds", "steps", "acc start", "acc final", *(f"acc final {d}" for d in c.domains),
+            "Δ vs baseline (± s.e.)", "gap closed", "resp len start → end", "opd/pos_mass", "opd/neg_mass",
+            "train (s)", "wall (s)"]
     lines = [f"# {title}", "", f"Made by `{command}`.", "",
              f"{len(c.runs)} runs, {len(c.arms)} arms by {', '.join(map(short, c.keys)) or '(no key varies)'}; "
              f"seeds pooled (mean ± sample std over seeds); baseline: {baseline_text(c)}.", "",
@@ -684,7 +709,8 @@ def markdown(c: Comparison, rows: list[dict], title: str, command: str) -> str:
         lens = " → ".join(fmt(row[f"eval/response_len_{w}"], 1) or "–" for w in ("initial", "final"))
         lines.append("| " + " | ".join(md(x) for x in keys + [
             seeds, row["steps"], fmt(row["eval/accuracy_initial"]),
-            pm(row["eval/accuracy_final"], row["eval/accuracy_final_std"]), change,
+            pm(row["eval/accuracy_final"], row["eval/accuracy_final_std"]),
+            *(pm(row[f"{DOMAIN}{d}_final"], row[f"{DOMAIN}{d}_final_std"]) for d in c.domains), change,
             pm(row["eval/gap_closed"], row["eval/gap_closed_std"], 2), lens,
             fmt(row["opd/pos_mass"], 4), fmt(row["opd/neg_mass"], 4), fmt(row["train_s"], 0),
             fmt(row["wall_s"], 0)]) + " |")
@@ -694,6 +720,8 @@ def markdown(c: Comparison, rows: list[dict], title: str, command: str) -> str:
 
 COLUMN_NOTES = (
     "acc: held-out greedy accuracy (`eval/accuracy_initial`, `eval/accuracy_final` of summary.json). "
+    "acc final <domain> (when runs log them): `eval/accuracy/<domain>` of metrics.csv at the run's last "
+    "evaluation, – for runs without it. "
     "Δ: difference of mean final accuracy from the baseline arm's (with a baseline per slice, the "
     "one with the same other arm keys), ± its standard error "
     "sqrt(sd_a²/n_a + sd_b²/n_b). gap closed: `eval/gap_closed` = (final - initial) / "
