@@ -13,7 +13,6 @@ from gopd.objective import (
     PRESSURES,
     policy_loss,
     token_advantages,
-    topk_advantages,
     topk_support,
     vocab_advantages,
     vocab_diagnostic_terms,
@@ -131,8 +130,8 @@ def test_topk_with_k_equal_vocab_is_full(pressure):
     kw = dict(alpha=1.5, pressure=pressure, correct=torch.tensor([True, False]))
     full = vocab_advantages(s, q, r, **kw)
     for k in (9, 50):
-        assert torch.equal(topk_advantages(full, topk_support(q, k, sampled), s, q, r, **kw), full)
-    small = topk_advantages(full, topk_support(q, 3, sampled), s, q, r, **kw)
+        assert torch.equal(vocab_advantages(s, q, r, support=topk_support(q, k, sampled), **kw), full)
+    small = vocab_advantages(s, q, r, support=topk_support(q, 3, sampled), **kw)
     keep = topk_support(q, 3, sampled)
     assert torch.equal(small[keep], full[keep])  # kept entries: the full estimator's A(v), nothing renormalised
     assert not torch.equal(small, full)
@@ -144,14 +143,12 @@ def test_topk_tail_bucket_hand_computed():
     t = torch.tensor([[0.7, 0.2, 0.06, 0.04]], dtype=torch.float64)
     s, q = p.log(), t.log()
     support = torch.tensor([[True, True, False, False]])
-    adv = topk_advantages(vocab_advantages(s, q, None, alpha=1.0, pressure="full"), support, s, q, None,
-                          alpha=1.0, pressure="full")
+    adv = vocab_advantages(s, q, None, alpha=1.0, pressure="full", support=support)
     tail = torch.log(torch.tensor(0.10)) - torch.log(torch.tensor(0.20))  # q_tail - s_tail = log .1 - log .2
     expected = torch.tensor([[torch.log(torch.tensor(0.7 / 0.5)), torch.log(torch.tensor(0.2 / 0.3)), tail, tail]],
                             dtype=torch.float64)
     assert torch.allclose(adv, expected, atol=1e-6)
-    pos = topk_advantages(vocab_advantages(s, q, None, alpha=1.0, pressure="positive"), support, s, q, None,
-                          alpha=1.0, pressure="positive")
+    pos = vocab_advantages(s, q, None, alpha=1.0, pressure="positive", support=support)
     assert (pos[0, 2:] == 0).all() and pos[0, 0] > 0  # the rule applies to the tail like any entry
 
 
@@ -168,8 +165,7 @@ def test_topk_gradient_is_reverse_kl_over_support_and_tail(alpha, reference):
     sampled = torch.randint(0, 12, (3, 4), generator=g)
     support = topk_support(q, 4, sampled)
     logp = torch.log_softmax(logits, -1)
-    adv = topk_advantages(vocab_advantages(logp, q, r, alpha=alpha, pressure="full"), support, logp, q, r,
-                          alpha=alpha, pressure="full")
+    adv = vocab_advantages(logp, q, r, alpha=alpha, pressure="full", support=support)
     (grad,) = torch.autograd.grad(vocab_opd_loss_terms(logp, adv).sum(), logits)
 
     def buckets(x):  # [..., V] log-probs -> kept entries (others -1e4: probability 0) and the tail's log-mass

@@ -337,12 +337,15 @@ def vocab_advantages(
     pressure: str,
     correct: Tensor | None = None,
     clip: float | None = None,
+    support: Tensor | None = None,
 ) -> Tensor:
     """Per-entry G-OPD advantage ``A(v)`` ``[..., V]`` (detached): the token rule on every entry.
 
     ``correct`` (``pressure='reversed'``) is a bool tensor over the leading dimension (``[B]``
     for ``[B, T, V]``, or one flag per position for a ``[n, V]`` chunk). ``ref_logp_v`` may be
     ``None`` only when ``alpha == 1``; pass the teacher's tensor for ``reference=teacher``.
+    ``support`` (bool ``[..., V]``, top-k: ``topk_support``) keeps ``A(v)`` on the support and gives
+    every other entry the advantage of one tail bucket (see ``_with_tail``).
     """
     _check_alpha(alpha)
     _check_pressure(pressure)
@@ -361,7 +364,11 @@ def vocab_advantages(
         if ref_logp_v is not None and alpha != 1:
             delta.add_(teacher_logp_v.detach() - ref_logp_v.detach(), alpha=alpha - 1.0)
         adv = apply_pressure(delta, pressure, correct)
-        return adv if clip is None else adv.clamp_(-float(clip), float(clip))
+        adv = adv if clip is None else adv.clamp_(-float(clip), float(clip))
+    if support is None:
+        return adv
+    return _with_tail(adv, support, student_logp_v, teacher_logp_v, ref_logp_v, alpha=alpha, pressure=pressure,
+                      correct=correct, clip=clip)
 
 
 def topk_support(teacher_logp_v: Tensor, k: int, sampled: Tensor | None = None) -> Tensor:
@@ -384,18 +391,9 @@ def topk_support(teacher_logp_v: Tensor, k: int, sampled: Tensor | None = None) 
     return keep
 
 
-def topk_advantages(
-    adv_v: Tensor,
-    support: Tensor,
-    student_logp_v: Tensor,
-    teacher_logp_v: Tensor,
-    ref_logp_v: Tensor | None,
-    *,
-    alpha: float,
-    pressure: str,
-    correct: Tensor | None = None,
-    clip: float | None = None,
-) -> Tensor:
+def _with_tail(adv_v: Tensor, support: Tensor, student_logp_v: Tensor, teacher_logp_v: Tensor,
+               ref_logp_v: Tensor | None, *, alpha: float, pressure: str, correct: Tensor | None,
+               clip: float | None) -> Tensor:
     """Top-k with a tail bucket: ``A(v)`` on the support, the tail's advantage everywhere else.
 
     Each model's distribution is coarsened to the kept entries plus one *tail* bucket holding its
@@ -414,7 +412,7 @@ def topk_advantages(
     models (their masses on the set differ), which would bias ``delta`` on the kept entries.
     """
     if support.shape != adv_v.shape:
-        raise ValueError(f"support has shape {tuple(support.shape)}, expected {tuple(adv_v.shape)} like adv_v")
+        raise ValueError(f"support has shape {tuple(support.shape)}, expected {tuple(adv_v.shape)} like student_logp_v")
     with torch.no_grad():
         outside = torch.tensor(float("-inf"), dtype=student_logp_v.dtype, device=student_logp_v.device)
 
@@ -422,7 +420,7 @@ def topk_advantages(
             return None if x is None else torch.where(support, outside, x.detach()).logsumexp(-1, keepdim=True)
 
         tail_adv = vocab_advantages(tail(student_logp_v), tail(teacher_logp_v), tail(ref_logp_v), alpha=alpha,
-                                    pressure=pressure, correct=correct, clip=clip)
+                                    pressure=pressure, correct=correct, clip=clip)  # the same rule, support=None
         has_tail = ~support.all(-1, keepdim=True)  # no tail (k >= V): -inf - -inf is nan, never used
         tail_adv = torch.where(has_tail, tail_adv, torch.zeros((), dtype=adv_v.dtype, device=adv_v.device))
         return torch.where(support, adv_v, tail_adv)

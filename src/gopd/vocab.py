@@ -180,12 +180,10 @@ class _Plan:
         q = self.teacher.logp(t_name, rows, cols)
         r = q if self.same else (self.ref.logp(r_name, rows, cols) if self.ref else None)
         correct = None if self.correct is None else self.correct[rows]
+        support = (objective.topk_support(q, self.k, self.batch.completion_ids[rows, cols])
+                   if self.estimator == "topk" else None)
         adv = objective.vocab_advantages(s, q, r, alpha=self.alpha, pressure=self.pressure, correct=correct,
-                                         clip=self.clip)
-        if self.estimator == "topk":
-            support = objective.topk_support(q, self.k, self.batch.completion_ids[rows, cols])
-            adv = objective.topk_advantages(adv, support, s, q, r, alpha=self.alpha, pressure=self.pressure,
-                                            correct=correct, clip=self.clip)
+                                         clip=self.clip, support=support)
         return adv, q, r
 
 
@@ -273,7 +271,7 @@ def vocab_opd_loss(
     """``loss_opd = -(1/N) sum_t sum_v pi_theta(v) A_t(v)`` over a ``RolloutBatch``, chunked and fused.
 
     ``estimator``: ``full`` (every entry) or ``topk`` (the teacher's top-``k`` entries plus the
-    sampled token, the rest as one tail bucket: see ``objective.topk_advantages``). ``reference`` is a
+    sampled token, the rest as one tail bucket: see ``objective.vocab_advantages``). ``reference`` is a
     Scorer, ``"teacher"`` (``r = q``: alpha inert) or ``None`` (only with ``alpha == 1``).
     ``correct`` ``[B]`` bool is needed for ``pressure='reversed'``. Pass ``student_hidden``
     (``completion_hidden(student, ...)``, with its graph) to share one student body forward
@@ -336,10 +334,9 @@ def naive_vocab_opd_loss(student, teacher, reference, batch, pad_id, *, estimato
     q = _scorer_full_logp(teacher, batch, pad_id)
     r = q if reference == SAME_AS_TEACHER else (None if reference is None else _scorer_full_logp(reference, batch, pad_id))
     s, mask = logp.detach(), batch.mask
-    adv = objective.vocab_advantages(s, q, r, alpha=alpha, pressure=pressure, correct=correct, clip=clip)
-    if estimator == "topk":
-        adv = objective.topk_advantages(adv, objective.topk_support(q, k, batch.completion_ids), s, q, r, alpha=alpha,
-                                        pressure=pressure, correct=correct, clip=clip)
+    support = objective.topk_support(q, k, batch.completion_ids) if estimator == "topk" else None
+    adv = objective.vocab_advantages(s, q, r, alpha=alpha, pressure=pressure, correct=correct, clip=clip,
+                                     support=support)
     terms = objective.vocab_opd_loss_terms(logp, adv)
     diag = objective.vocab_diagnostic_terms(s, q, r, adv)
     metrics = {f"opd/{key}": objective.token_mean(val, mask).item() for key, val in diag.items() if key != "shock"}
