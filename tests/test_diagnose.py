@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import csv
 
-import datasets
 import pytest
 import torch
 
 from gopd import diagnose, objective
+from gopd.data import load_split
 from gopd.pool import load_model, load_tokenizer
 from gopd.prompts import PromptBuilder
 from gopd.scoring import Route, Scorer, completion_logprobs
@@ -23,7 +23,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 def world(toy_world_mini):
     tok = load_tokenizer(str(toy_world_mini / "student"))
     student = load_model(str(toy_world_mini / "student"))
-    rows = datasets.Dataset.from_parquet(str(toy_world_mini / "data" / "train.parquet")).select(range(3)).to_list()
+    rows = load_split(str(toy_world_mini / "data"), "train").select(range(3)).to_list()
     batch = diagnose.sample_batch(student, tok, rows, n=2, max_new_tokens=12, seed=0, prompts_per_call=2)
     return tok, student, batch, toy_world_mini
 

@@ -11,6 +11,7 @@ import torch
 from omegaconf import OmegaConf
 
 from gopd import objective, traces
+from gopd.data import load_split
 from gopd.pool import load_model, load_tokenizer
 from gopd.prompts import PromptBuilder
 from gopd.rollout import HFRollout
@@ -25,9 +26,7 @@ def step(toy_world_mini):
     """One training step's tensors on the mini world: hinted teacher, alpha 2, positive pressure, GRPO mix."""
     tok = load_tokenizer(str(toy_world_mini / "student"))
     student = load_model(str(toy_world_mini / "student"))
-    import datasets
-
-    rows = datasets.Dataset.from_parquet(str(toy_world_mini / "data" / "train.parquet")).select(range(2)).to_list()
+    rows = load_split(str(toy_world_mini / "data"), "train").select(range(2)).to_list()
     torch.manual_seed(0)
     batch = HFRollout(student, tok, PromptBuilder(tok), n=2, max_new_tokens=12).sample(rows)
     pad = tok.pad_token_id
