@@ -82,9 +82,38 @@ def test_cli_prints_and_saves_the_table(world, tmp_path, capsys):
         rows = list(csv.DictReader(f))
     assert [r["hint"] for r in rows] == ["(student)", *HINTS]
     assert all(r["teacher/accuracy"] != "" for r in rows) and all(r["opd/pos_mass"] for r in rows[1:])
+    assert all(r["solution/exact"] != "" for r in rows)
+    assert all(r["target/exact@2"] != "" and r["target/exact@3"] != "" for r in rows[1:])
     md = (tmp_path / "hints.md").read_text()
     assert "| hint_soft |" in md and "alpha=2.0" in md
     assert "hint strength" in capsys.readouterr().out
     assert diagnose.main(["--data", str(mini / "data"), "--student", str(mini / "student"), "--hints", "hint_x",
                           "--out", str(out)]) == 2
     assert "hint_x not in the data" in capsys.readouterr().err
+
+
+def test_solution_exact_hand_computed():
+    logp = torch.log_softmax(torch.tensor([[[0.0, 5.0, 0.0], [5.0, 0.0, 0.0]],     # argmax 1, 0
+                                           [[0.0, 5.0, 0.0], [0.0, 0.0, 5.0]]]), -1)  # argmax 1, 2
+    ids = torch.tensor([[1, 0], [1, 0]])
+    assert diagnose.solution_exact(logp, ids, torch.tensor([[1, 1], [1, 1]])).tolist() == [True, False]
+    assert diagnose.solution_exact(logp, ids, torch.tensor([[1, 1], [1, 0]])).tolist() == [True, True]  # padding ignored
+
+
+def test_target_table_alpha_one_is_the_teacher_and_exact_implies_correct(world):
+    tok, student, _, mini = world
+    teacher = load_model(str(mini / "teacher"))
+    rows = load_split(str(mini / "data"), "test").select(range(24)).to_list()
+    teachers = {"hint_answer": (student, PromptBuilder(tok, hint_field="hint_answer")), "rl": (teacher, PromptBuilder(tok))}
+    found = diagnose.target_table(student, tok, rows, teachers, [1.0, 2.0], rows_per_call=7)
+    for name in teachers:
+        assert found[name]["target/exact@1"] == found[name]["solution/exact"]  # pi* = pi_T at alpha = 1
+        assert 0 <= found[name]["target/exact@2"] <= 1
+    # greedy decoding that reproduces the reference solution gets the answer right: exact <= accuracy
+    from gopd.evaluate import greedy_accuracy
+
+    acc = greedy_accuracy(student, tok, PromptBuilder(tok), rows, answer_field="answer", domain_field="domain",
+                          max_new_tokens=64, batch_size=24)["accuracy"]
+    assert found["(student)"]["solution/exact"] <= acc + 1e-9
+    inert = diagnose.target_table(student, tok, rows, teachers, [2.0], reference="teacher")
+    assert not any(k.startswith("target/") for k in inert["rl"])  # alpha is inert: no target columns

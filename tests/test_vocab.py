@@ -12,6 +12,7 @@ import torch
 from gopd.objective import (
     PRESSURES,
     policy_loss,
+    target_logp,
     token_advantages,
     topk_support,
     vocab_advantages,
@@ -115,12 +116,25 @@ def test_full_gradient_is_reverse_kl_to_geometric_mixture(alpha, reference):
     adv = vocab_advantages(logp, q, r, alpha=alpha, pressure="full")
     (grad,) = torch.autograd.grad(vocab_opd_loss_terms(logp, adv).sum(), logits)
 
-    target = torch.log_softmax(alpha * q + (1 - alpha) * (q if r is None else r), -1)
+    target = target_logp(q, r, alpha=alpha)
+    assert torch.allclose(target, torch.log_softmax(alpha * q + (1 - alpha) * (q if r is None else r), -1), atol=1e-12)
     logp = torch.log_softmax(logits, -1)
     kl = (logp.exp() * (logp - target)).sum(-1).sum()
     (grad_kl,) = torch.autograd.grad(kl, logits)
     assert torch.allclose(grad, grad_kl, atol=1e-12)
     assert torch.allclose(vocab_opd_logit_grad(logp, adv), grad, atol=1e-12)  # the fused path's closed form
+
+
+def test_target_hand_computed_extrapolation_can_flip_the_teachers_choice():
+    """pi* ∝ r (q / r)^2 = q^2 / r: q = (0.6, 0.4), r = (0.9, 0.1) -> (0.4, 1.6) / 2 = (0.2, 0.8)."""
+    q, r = torch.tensor([[0.6, 0.4]]).log(), torch.tensor([[0.9, 0.1]]).log()
+    assert torch.allclose(target_logp(q, r, alpha=2.0).exp(), torch.tensor([[0.2, 0.8]]), atol=1e-6)
+    assert torch.allclose(target_logp(q, r, alpha=1.0).exp(), q.exp(), atol=1e-6)  # OPD: the teacher itself
+    assert torch.allclose(target_logp(q, None, alpha=1.0).exp(), q.exp(), atol=1e-6)
+    q2, r2 = torch.tensor([[0.8, 0.2]]).log(), torch.tensor([[0.2, 0.8]]).log()
+    assert torch.allclose(target_logp(q2, r2, alpha=0.5).exp(), torch.tensor([[0.5, 0.5]]), atol=1e-6)  # sqrt(q r)
+    with pytest.raises(ValueError, match="ref_logp_v is required"):
+        target_logp(q, None, alpha=2.0)
 
 
 @pytest.mark.parametrize("pressure", PRESSURES)

@@ -18,8 +18,15 @@ those of the first training step on a larger batch. One row per hint:
     agree/pos, agree/neg   with --opd-teacher: fraction of positive (negative) pressure tokens
                            where the RL teacher's OPD signal q_rl - s has the same sign
 
-The first row, ``(student)``, is the student's own greedy accuracy (no hint). The table is
-printed and saved as ``<out>.csv`` and ``<out>.md``.
+    solution/exact     teacher-forced on the held-out reference solutions: the share that
+                       greedy decoding of the teacher's distribution reproduces exactly
+    target/exact@<a>   the same for G-OPD's optimum pi* ∝ pi_ref (pi_T / pi_ref)^a at each
+                       --target-alphas value: where a run at that alpha leads if it converges
+                       (below the student's own solution/exact: worse than where it starts)
+
+The first row, ``(student)``, is the student's own greedy accuracy (no hint); with
+``--opd-teacher`` a last row ``(opd teacher)`` holds the RL checkpoint's target columns. The
+table is printed and saved as ``<out>.csv`` and ``<out>.md``.
 """
 
 from __future__ import annotations
@@ -36,7 +43,7 @@ from pathlib import Path
 
 DEFAULT_HINTS = ("hint_answer", "hint_solution", "hint_soft")
 REFERENCES = ("student", "teacher")  # or a checkpoint path (a pre-RL base)
-COLUMNS = ("hint", "teacher/accuracy", "hint/tokens", "delta/mean", "delta/max", "delta/min", "opd/max_shock",
+COLUMNS = ("hint", "teacher/accuracy", "solution/exact", "hint/tokens", "delta/mean", "delta/max", "delta/min", "opd/max_shock",
            "opd/teacher_kl", "opd/ref_kl", "opd/pos_mass", "opd/neg_mass", "opd/pos_frac", "agree/pos", "agree/neg")
 
 
@@ -149,6 +156,68 @@ def hint_table(student, tokenizer, batch, hints: Sequence[str], *, alpha: float 
     return out
 
 
+def solution_batch(tokenizer, rows: Sequence[Mapping], solution_field: str = "solution"):
+    """The reference solutions as completions: ``(ids [B, L], mask [B, L])``, each ending in EOS."""
+    import torch
+
+    seqs = [tokenizer(str(r[solution_field]), add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+            for r in rows]
+    width = max(map(len, seqs))
+    ids = torch.full((len(seqs), width), tokenizer.pad_token_id, dtype=torch.long)
+    mask = torch.zeros((len(seqs), width), dtype=torch.long)
+    for i, seq in enumerate(seqs):
+        ids[i, :len(seq)], mask[i, :len(seq)] = torch.tensor(seq), 1
+    return ids, mask
+
+
+def solution_exact(logp_v, ids, mask):
+    """Teacher-forced on the reference solutions: bool ``[B]``, whether every token of the
+    solution is the distribution's argmax (i.e. greedy decoding reproduces it exactly)."""
+    return (logp_v.argmax(-1).eq(ids) | ~mask.bool()).all(-1)
+
+
+def target_table(student, tokenizer, rows: Sequence[Mapping], teachers: Mapping, alphas: Sequence[float], *,
+                 reference: str = "student", ref_model=None, solution_field: str = "solution",
+                 problem_field: str = "problem", rows_per_call: int = 16) -> dict[str, dict[str, float]]:
+    """Where G-OPD leads, before training. For the student and each teacher (name -> (model,
+    ``PromptBuilder``)): ``solution/exact``, the share of reference solutions that greedy decoding
+    of its distribution reproduces (teacher-forced); for each teacher, ``target/exact@<a>``, the
+    same for the G-OPD optimum ``pi* ∝ pi_ref (pi_T / pi_ref)^a`` (``objective.target_logp``).
+
+    A target below the student's own ``solution/exact`` means the run's optimum is worse than its
+    start, whatever the estimator or learning rate. ``reference`` as in ``hint_table`` (with
+    ``teacher``, alpha is inert and there are no target columns). Holds ``[rows_per_call, T, V]``.
+    """
+    import torch
+
+    from gopd import objective
+    from gopd.prompts import PromptBuilder
+    from gopd.vocab import full_logprobs
+
+    pad = tokenizer.pad_token_id
+    plain = PromptBuilder(tokenizer, problem_field=problem_field)
+    hits: dict[str, dict[str, int]] = {"(student)": {}, **{name: {} for name in teachers}}
+
+    def count(name, key, logp_v, ids, mask):
+        hits[name][key] = hits[name].get(key, 0) + int(solution_exact(logp_v, ids, mask).sum())
+
+    with torch.no_grad():
+        for i in range(0, len(rows), rows_per_call):
+            part = list(rows[i:i + rows_per_call])
+            ids, mask = solution_batch(tokenizer, part, solution_field)
+            s = full_logprobs(student, plain.batch_ids(part), ids, mask, pad)
+            count("(student)", "solution/exact", s, ids, mask)
+            r = {"student": s, "teacher": None}.get(reference)
+            if reference not in ("student", "teacher"):
+                r = full_logprobs(ref_model, plain.batch_ids(part), ids, mask, pad)
+            for name, (model, prompts) in teachers.items():
+                q = full_logprobs(model, prompts.batch_ids(part), ids, mask, pad)
+                count(name, "solution/exact", q, ids, mask)
+                for a in alphas if reference != "teacher" else ():
+                    count(name, f"target/exact@{a:g}", objective.target_logp(q, r, alpha=a), ids, mask)
+    return {name: {key: n / max(len(rows), 1) for key, n in per.items()} for name, per in hits.items()}
+
+
 def accuracies(student, tokenizer, rows: Sequence[Mapping], hints: Sequence[str], *, hint_template: str | None = None,
                problem_field: str = "problem", answer_field: str = "answer", domain_field: str = "domain",
                max_new_tokens: int = 64, batch_size: int = 250) -> dict[str | None, float]:
@@ -177,7 +246,8 @@ def _cell(v) -> str:
 
 def table_columns(rows: Sequence[Mapping]) -> list[str]:
     present = {k for r in rows for k, v in r.items() if v is not None}
-    return [c for c in COLUMNS if c in present]
+    targets = sorted((k for k in present if k.startswith("target/exact@")), key=lambda k: float(k.split("@")[1]))
+    return [c for c in COLUMNS if c in present] + targets
 
 
 def to_markdown(rows: Sequence[Mapping], meta: Mapping) -> str:
@@ -251,7 +321,10 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--reference", default="student",
                     help="student (frozen step-0 copy: r = s), teacher (r = q), or a checkpoint path (pre-RL base)")
     ap.add_argument("--opd-teacher", default=None, help="RL checkpoint: add the sign agreement with OPD (q_rl - s)")
-    ap.add_argument("--eval-problems", type=int, default=200, help="held-out problems for the greedy accuracies (0 = skip)")
+    ap.add_argument("--eval-problems", type=int, default=200, help="held-out problems for the greedy accuracies and the targets (0 = skip)")
+    ap.add_argument("--target-alphas", type=float, nargs="*", default=[1.5, 2.0, 3.0],
+                    help="alphas whose G-OPD optimum is scored on the reference solutions (none = skip)")
+    ap.add_argument("--solution-field", default="solution", help="column with the reference solution (for the targets)")
     ap.add_argument("--eval-max-new-tokens", type=int, default=None, help="greedy budget (default: --max-new-tokens)")
     ap.add_argument("--problem-field", default="problem", help="column with the question")
     ap.add_argument("--answer-field", default="answer", help="column with the verifiable answer")
@@ -273,6 +346,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
 
 
+def _add_targets(rows_out: list[dict], student, tok, test_rows, args, ref_model, opd_teacher) -> list[dict]:
+    """Fill ``solution/exact`` and ``target/exact@<a>`` into the table; return the extra row of the
+    ``--opd-teacher`` (if any)."""
+    from gopd.prompts import DEFAULT_HINT_TEMPLATE, PromptBuilder
+
+    teachers = {h: (student, PromptBuilder(tok, hint_field=h, hint_template=args.hint_template or DEFAULT_HINT_TEMPLATE,
+                                           problem_field=args.problem_field)) for h in args.hints}
+    if opd_teacher is not None:
+        teachers["(opd teacher)"] = (opd_teacher, PromptBuilder(tok, problem_field=args.problem_field))
+    found = target_table(student, tok, test_rows, teachers, args.target_alphas, reference=args.reference,
+                         ref_model=ref_model, solution_field=args.solution_field, problem_field=args.problem_field,
+                         rows_per_call=max(1, args.batch_size // 4))
+    for row in rows_out:
+        row.update(found[row["hint"]])
+    return [{"hint": "(opd teacher)", **found["(opd teacher)"]}] if opd_teacher is not None else []
+
+
 def _run(args) -> int:
     from gopd.objective import PRESSURES
 
@@ -280,6 +370,8 @@ def _run(args) -> int:
         raise ValueError(f"--pressure must be one of {', '.join(PRESSURES)}, got {args.pressure!r}")
     if args.alpha <= 0:
         raise ValueError(f"--alpha must be > 0, got {args.alpha}")
+    if any(a <= 0 for a in args.target_alphas):
+        raise ValueError(f"--target-alphas must all be > 0, got {args.target_alphas}")
     if args.prompts < 1 or args.n < 1:
         raise ValueError("--prompts and --n must be >= 1")
     if args.reference == "teacher" and args.alpha != 1:
@@ -326,6 +418,10 @@ def _run(args) -> int:
         for r in table:
             r["teacher/accuracy"] = acc[r["hint"]]
     rows_out = [student_row, *table]
+    if args.eval_problems > 0 and args.solution_field in test.column_names:
+        rows_out += _add_targets(rows_out, student, tok, test_rows, args, ref_model, opd_teacher)
+    elif args.eval_problems > 0:
+        print(f"note: no {args.solution_field!r} column in the data: no target columns", file=sys.stderr)
     meta = {"student": args.student, "data": args.data, "rollouts": len(batch.rows), "tokens": batch.num_tokens,
             "alpha": args.alpha, "pressure": args.pressure, "reference": args.reference,
             "eval_problems": args.eval_problems, "seed": args.seed}

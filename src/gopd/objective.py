@@ -426,6 +426,25 @@ def _with_tail(adv_v: Tensor, support: Tensor, student_logp_v: Tensor, teacher_l
         return torch.where(support, adv_v, tail_adv)
 
 
+def target_logp(teacher_logp_v: Tensor, ref_logp_v: Tensor | None, *, alpha: float) -> Tensor:
+    """Log of G-OPD's optimum ``pi* ∝ pi_ref * (pi_T / pi_ref)^alpha`` over the last dimension ``[..., V]``.
+
+    The distribution the full estimator at ``pressure='full'`` pulls the student toward (its
+    gradient is the reverse KL's to ``pi*``): where a run converges to, if it converges.
+    ``ref_logp_v`` may be ``None`` only when ``alpha == 1`` (then ``pi* = pi_T``).
+    """
+    _check_alpha(alpha)
+    _check_same("ref_logp_v", ref_logp_v, teacher_logp_v)
+    if ref_logp_v is None and alpha != 1:
+        raise ValueError(f"ref_logp_v is required when alpha != 1 (got alpha={alpha}); only alpha=1 ignores the reference")
+    dtype = torch.promote_types(teacher_logp_v.dtype, torch.float32)  # bf16 log-probs: normalise in fp32
+    q = teacher_logp_v.detach().to(dtype)
+    if ref_logp_v is None or alpha == 1:
+        return torch.log_softmax(q, dim=-1)
+    r = ref_logp_v.detach().to(dtype)
+    return torch.log_softmax(r + alpha * (q - r), dim=-1)
+
+
 def vocab_opd_loss_terms(logp_theta_v: Tensor, adv_v: Tensor) -> Tensor:
     """Per-position loss ``-sum_v pi_theta(v) * A(v)`` ``[...]``; the gradient flows through ``logp_theta_v``."""
     _check_same("adv_v", adv_v, logp_theta_v)

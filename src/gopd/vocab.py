@@ -303,7 +303,8 @@ def vocab_opd_loss(
 # ------------------------------------------------------------------------------ unchunked reference
 
 
-def _full_logp(model, prompt_ids, completion_ids, mask, pad_id) -> Tensor:
+def full_logprobs(model, prompt_ids, completion_ids, mask, pad_id) -> Tensor:
+    """``log p(. | prompt, y_<t)`` ``[B, T, V]`` in fp32, unchunked (tests and small diagnostics only)."""
     ids, attn, pos, p = pack(prompt_ids, completion_ids, mask, pad_id)
     logits = model(input_ids=ids, attention_mask=attn, position_ids=pos).logits
     return torch.log_softmax(logits[:, p - 1 : p - 1 + mask.shape[1]].float(), dim=-1)
@@ -314,7 +315,7 @@ def _scorer_full_logp(scorer: Scorer, batch, pad_id) -> Tensor:
     for name, idx in scorer.split(batch.rows).items():
         route = scorer.routes[name]
         with _frozen_eval(route.model):
-            logp = _full_logp(route.model, route.prompts.batch_ids([batch.rows[i] for i in idx]),
+            logp = full_logprobs(route.model, route.prompts.batch_ids([batch.rows[i] for i in idx]),
                               batch.completion_ids[idx], batch.mask[idx], pad_id)
         if out is None:
             out = logp.new_zeros((len(batch.rows),) + logp.shape[1:])
@@ -330,7 +331,7 @@ def naive_vocab_opd_loss(student, teacher, reference, batch, pad_id, *, estimato
     """
     _validate(teacher, reference, len(batch.rows), estimator=estimator, k=k, alpha=alpha, pressure=pressure,
               correct=correct)
-    logp = _full_logp(student, batch.prompt_ids, batch.completion_ids, batch.mask, pad_id)
+    logp = full_logprobs(student, batch.prompt_ids, batch.completion_ids, batch.mask, pad_id)
     q = _scorer_full_logp(teacher, batch, pad_id)
     r = q if reference == SAME_AS_TEACHER else (None if reference is None else _scorer_full_logp(reference, batch, pad_id))
     s, mask = logp.detach(), batch.mask
