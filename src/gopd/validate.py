@@ -37,7 +37,8 @@ def check_config(cfg) -> list[str]:
     if not isinstance(r.n, int) or r.n < 1:
         raise ConfigError(f"rollout.n must be an integer >= 1, got {r.n!r}")
     if cfg.grpo_mix > 0 and r.n < 2:
-        raise ConfigError(f"rollout.n must be >= 2 when grpo_mix > 0 (GRPO normalises within a group), got {r.n}")
+        raise ConfigError(f"rollout.n must be >= 2 when grpo_mix > 0 (GRPO normalises within a group), got {r.n}: "
+                          f"e.g. rollout.n=4 rollout.prompts_per_step=8")
     if not isinstance(r.max_new_tokens, int) or r.max_new_tokens <= 0:
         raise ConfigError(f"rollout.max_new_tokens must be an integer > 0, got {r.max_new_tokens!r}")
     if not isinstance(r.prompts_per_step, int) or r.prompts_per_step < 1:
