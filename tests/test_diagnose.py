@@ -117,3 +117,7 @@ def test_target_table_alpha_one_is_the_teacher_and_exact_implies_correct(world):
     assert found["(student)"]["solution/exact"] <= acc + 1e-9
     inert = diagnose.target_table(student, tok, rows, teachers, [2.0], reference="teacher")
     assert not any(k.startswith("target/") for k in inert["rl"])  # alpha is inert: no target columns
+    base = diagnose.target_table(student, tok, rows, {"rl": teachers["rl"]}, [1.0], reference="pre_rl", ref_model=student)
+    assert base["rl"]["target/exact@1"] == found["rl"]["target/exact@1"]  # alpha = 1 ignores the reference
+    with pytest.raises(ValueError, match="needs ref_model"):
+        diagnose.target_table(student, tok, rows, teachers, [2.0], reference="pre_rl")

@@ -194,7 +194,9 @@ def target_table(student, tokenizer, rows: Sequence[Mapping], teachers: Mapping,
     from gopd.prompts import PromptBuilder
     from gopd.vocab import full_logprobs
 
-    pad = tokenizer.pad_token_id
+    if reference not in REFERENCES and ref_model is None:
+        raise ValueError(f"reference {reference!r} needs ref_model (or use one of {', '.join(REFERENCES)})")
+    pad, device = tokenizer.pad_token_id, next(student.parameters()).device
     plain = PromptBuilder(tokenizer, problem_field=problem_field)
     hits: dict[str, dict[str, int]] = {"(student)": {}, **{name: {} for name in teachers}}
 
@@ -204,11 +206,12 @@ def target_table(student, tokenizer, rows: Sequence[Mapping], teachers: Mapping,
     with torch.no_grad():
         for i in range(0, len(rows), rows_per_call):
             part = list(rows[i:i + rows_per_call])
-            ids, mask = solution_batch(tokenizer, part, solution_field)
+            ids, mask = (t.to(device) for t in solution_batch(tokenizer, part, solution_field))
             s = full_logprobs(student, plain.batch_ids(part), ids, mask, pad)
             count("(student)", "solution/exact", s, ids, mask)
-            r = {"student": s, "teacher": None}.get(reference)
-            if reference not in ("student", "teacher"):
+            if reference == "student":
+                r = s
+            elif reference != "teacher":  # a pre-RL base, in the student's prompt
                 r = full_logprobs(ref_model, plain.batch_ids(part), ids, mask, pad)
             for name, (model, prompts) in teachers.items():
                 q = full_logprobs(model, prompts.batch_ids(part), ids, mask, pad)
