@@ -135,6 +135,8 @@ def test_target_hand_computed_extrapolation_can_flip_the_teachers_choice():
     assert torch.allclose(target_logp(q2, r2, alpha=0.5).exp(), torch.tensor([[0.5, 0.5]]), atol=1e-6)  # sqrt(q r)
     with pytest.raises(ValueError, match="ref_logp_v is required"):
         target_logp(q, None, alpha=2.0)
+    with pytest.raises(ValueError, match=r"ref_logp_v has shape \(1, 3\), expected \(1, 2\) like teacher_logp_v"):
+        target_logp(q, torch.zeros(1, 3), alpha=2.0)
 
 
 @pytest.mark.parametrize("pressure", PRESSURES)

@@ -11,7 +11,8 @@ tokens. Symbols follow DESIGN.md section 1:
     delta_t = alpha * (q_t - r_t) - (s_t - r_t)
 
 Public, stable API (other code and outside checks import these names): ``token_advantages``,
-``grpo_advantages``, ``mix_advantages``, ``policy_loss``; plus ``opd_diagnostics``.
+``grpo_advantages``, ``mix_advantages``, ``policy_loss``; plus ``opd_diagnostics`` and
+``target_logp`` (the distribution G-OPD converges to, for diagnostics).
 """
 
 from __future__ import annotations
@@ -322,10 +323,10 @@ def opd_diagnostics(
 ESTIMATORS = ("token", "full", "topk")
 
 
-def _check_same(name: str, x: Tensor | None, like: Tensor) -> None:
+def _check_same(name: str, x: Tensor | None, like: Tensor, like_name: str = "student_logp_v") -> None:
     if x is not None and (not isinstance(x, Tensor) or x.shape != like.shape):
         got = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
-        raise ValueError(f"{name} has shape {got}, expected {tuple(like.shape)} like student_logp_v")
+        raise ValueError(f"{name} has shape {got}, expected {tuple(like.shape)} like {like_name}")
 
 
 def vocab_advantages(
@@ -434,7 +435,7 @@ def target_logp(teacher_logp_v: Tensor, ref_logp_v: Tensor | None, *, alpha: flo
     ``ref_logp_v`` may be ``None`` only when ``alpha == 1`` (then ``pi* = pi_T``).
     """
     _check_alpha(alpha)
-    _check_same("ref_logp_v", ref_logp_v, teacher_logp_v)
+    _check_same("ref_logp_v", ref_logp_v, teacher_logp_v, "teacher_logp_v")
     if ref_logp_v is None and alpha != 1:
         raise ValueError(f"ref_logp_v is required when alpha != 1 (got alpha={alpha}); only alpha=1 ignores the reference")
     dtype = torch.promote_types(teacher_logp_v.dtype, torch.float32)  # bf16 log-probs: normalise in fp32
