@@ -85,7 +85,7 @@ class Checkpointing(L.Callback):
         trainer = module.trainer
         state = module.resume_payload() | self.extra_state()
         weights = student_state_dict(trainer)  # None unless FSDP
-        path = checkpoint.checkpoint_root(self.run_dir) / f"step-{module.batches:06d}"
+        path = checkpoint.step_dir(self.run_dir, module.batches)
         if trainer.is_global_zero:
             path = checkpoint.save(self.run_dir, module.batches, module.student, [e.model for e in module.ema], state,
                                    student_state=weights)

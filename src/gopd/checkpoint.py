@@ -31,6 +31,11 @@ def checkpoint_root(run_dir: Path) -> Path:
     return Path(run_dir) / "checkpoints"
 
 
+def step_dir(run_dir: Path, step: int) -> Path:
+    """Where checkpoint ``step`` is (or will be) saved."""
+    return checkpoint_root(run_dir) / f"step-{step:06d}"
+
+
 def latest(run_dir: Path) -> Path | None:
     """The newest complete checkpoint of a run directory, or None."""
     pointer = checkpoint_root(run_dir) / "last"
@@ -74,9 +79,9 @@ def save(run_dir: Path, step: int, student: torch.nn.Module, ema_models: list[to
 
     ``student_state``: the student's weights when the module does not hold them whole (gathered
     from FSDP shards); else the student module is saved."""
-    root = checkpoint_root(run_dir)
+    final = step_dir(run_dir, step)
+    root = final.parent
     root.mkdir(parents=True, exist_ok=True)
-    final = root / f"step-{step:06d}"
     tmp = root / f".tmp-{final.name}-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()

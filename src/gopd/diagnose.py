@@ -158,16 +158,11 @@ def hint_table(student, tokenizer, batch, hints: Sequence[str], *, alpha: float 
 
 def solution_batch(tokenizer, rows: Sequence[Mapping], solution_field: str = "solution"):
     """The reference solutions as completions: ``(ids [B, L], mask [B, L])``, each ending in EOS."""
-    import torch
+    from gopd.rollout import right_pad
 
     seqs = [tokenizer(str(r[solution_field]), add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
             for r in rows]
-    width = max(map(len, seqs))
-    ids = torch.full((len(seqs), width), tokenizer.pad_token_id, dtype=torch.long)
-    mask = torch.zeros((len(seqs), width), dtype=torch.long)
-    for i, seq in enumerate(seqs):
-        ids[i, :len(seq)], mask[i, :len(seq)] = torch.tensor(seq), 1
-    return ids, mask
+    return right_pad(seqs, tokenizer.pad_token_id)
 
 
 def solution_exact(logp_v, ids, mask):

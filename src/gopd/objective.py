@@ -412,8 +412,7 @@ def _with_tail(adv_v: Tensor, support: Tensor, student_logp_v: Tensor, teacher_l
     Why not renormalise each model over the support: the per-position constants differ between
     models (their masses on the set differ), which would bias ``delta`` on the kept entries.
     """
-    if support.shape != adv_v.shape:
-        raise ValueError(f"support has shape {tuple(support.shape)}, expected {tuple(adv_v.shape)} like student_logp_v")
+    _check_same("support", support, adv_v)
     with torch.no_grad():
         outside = torch.tensor(float("-inf"), dtype=student_logp_v.dtype, device=student_logp_v.device)
 

@@ -22,6 +22,11 @@ def is_local(path: str) -> bool:
     return Path(path).expanduser().exists()
 
 
+def checkpoint_key(path: str) -> str:
+    """One name per checkpoint: a local path resolved (``./ckpt`` and ``/abs/ckpt`` are one), a hub name as is."""
+    return str(Path(path).expanduser().resolve()) if is_local(path) else path
+
+
 def looks_like_local_path(path: str) -> bool:
     """A path the user meant as a directory (absolute, relative or ~), not a hub name ``org/name``."""
     return path.startswith(("/", "./", "../", "~")) or path.count("/") != 1
@@ -64,7 +69,7 @@ class ModelPool:
         self._models: dict[str, torch.nn.Module] = {}
 
     def get(self, path: str) -> torch.nn.Module:
-        key = str(Path(path).expanduser().resolve()) if is_local(path) else path
+        key = checkpoint_key(path)
         if key not in self._models:
             self._models[key] = load_model(path, self.dtype, trust_remote_code=self.trust_remote_code).to(self.device)
         return self._models[key]

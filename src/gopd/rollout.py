@@ -47,6 +47,17 @@ def left_pad(prompt_ids: Sequence[Sequence[int]], pad_id: int, device) -> tuple[
     return ids, attn
 
 
+def right_pad(seqs: Sequence[Sequence], value, dtype: torch.dtype = torch.long) -> tuple[Tensor, Tensor]:
+    """``[B, T]`` rows padded after their end with ``value``, and the mask (1 on real entries)."""
+    t = max(len(x) for x in seqs)
+    out = torch.full((len(seqs), t), value, dtype=dtype)
+    mask = torch.zeros((len(seqs), t), dtype=torch.long)
+    for i, row in enumerate(seqs):
+        out[i, : len(row)] = torch.tensor(row, dtype=dtype)
+        mask[i, : len(row)] = 1
+    return out, mask
+
+
 @torch.no_grad()
 def hf_generate(model, tokenizer, prompt_ids: Sequence[Sequence[int]], *, max_new_tokens: int,
                 greedy: bool, temperature: float = 1.0, top_p: float = 1.0) -> tuple[Tensor, Tensor]:

@@ -7,12 +7,11 @@ return a ``Scorer`` (a reference may return the string ``"teacher"``: ``r = q``)
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import torch
 
 from gopd.lora import AdapterDisabled, has_lora
-from gopd.pool import ModelPool, is_local, resolve_checkpoint
+from gopd.pool import ModelPool, checkpoint_key, resolve_checkpoint
 from gopd.prompts import PromptBuilder
 from gopd.scoring import EMA, Route, Scorer
 
@@ -42,15 +41,9 @@ class Context:
         checkpoint is the student with the adapters off (``lora.AdapterDisabled``): no second copy."""
         resolved = resolve_checkpoint(path, self.toy_variant)
         own = resolve_checkpoint(self.student_path, self.toy_variant)
-        if has_lora(self.student) and _same_checkpoint(resolved, own):
+        if has_lora(self.student) and checkpoint_key(resolved) == checkpoint_key(own):
             return AdapterDisabled(self.student)
         return self.pool.get(resolved)
-
-
-def _same_checkpoint(a: str, b: str) -> bool:
-    if is_local(a) and is_local(b):
-        return Path(a).expanduser().resolve() == Path(b).expanduser().resolve()
-    return a == b
 
 
 def hinted_teacher(cfg, ctx: Context) -> Scorer:

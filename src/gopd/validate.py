@@ -168,13 +168,18 @@ def _checkpoint(key: str, path: str, toy_variant: str) -> str:
     return resolved
 
 
+def _first_line(e: Exception) -> str:
+    """A library error in one line (its first), or its type when it has no message."""
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
+
+
 def _tokenizer(key: str, path: str, remote: bool):
     """The checkpoint's tokenizer; a missing hub repo or unreadable files are a one-line error."""
     try:
         return load_tokenizer(path, trust_remote_code=remote)
     except (OSError, ValueError) as e:  # RepositoryNotFoundError, missing files, unknown tokenizer class
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ConfigError(f"{key}: cannot load the tokenizer of {path!r}: {first}") from None
+        raise ConfigError(f"{key}: cannot load the tokenizer of {path!r}: {_first_line(e)}") from None
 
 
 def _same_vocab(key: str, path: str, student_tok, remote: bool) -> None:
@@ -226,8 +231,8 @@ def _load_data(d, variant: str):
             raise ConfigError(f"data.path: {d.path!r} is a Hugging Face hub dataset that is not in the local cache "
                               f"and the hub is unreachable (or HF_HUB_OFFLINE=1): it {hub.NEEDS} "
                               f"(a directory or a .parquet/.jsonl file)") from None
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ConfigError(f"data.path / data.train_split / data.test_split: cannot load {d.path!r}: {first}") from None
+        raise ConfigError(f"data.path / data.train_split / data.test_split: cannot load {d.path!r}: "
+                          f"{_first_line(e)}") from None
 
 
 def _check_domains(cfg, dataset) -> None:

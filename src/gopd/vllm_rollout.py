@@ -23,7 +23,7 @@ import torch
 from torch import Tensor
 
 from gopd.prompts import PromptBuilder
-from gopd.rollout import RolloutBatch
+from gopd.rollout import RolloutBatch, right_pad
 
 # Which log-probs vLLM reports. processed = the sampling distribution (after temperature / top-p):
 # the behaviour policy whose gap to s_t the importance weight corrects. raw = temperature 1, full
@@ -73,9 +73,9 @@ def build_engine(path: str, r, *, trust_remote_code: bool = False):
 
 def student_weights(model: torch.nn.Module) -> list[tuple[str, Tensor]]:
     """The student's full weights under the checkpoint's names (a LoRA student's adapters merged in)."""
-    if any("lora_" in name for name, _ in model.named_parameters()):
-        from gopd.lora import merged_state_dict
+    from gopd.lora import has_lora, merged_state_dict
 
+    if has_lora(model):
         return list(merged_state_dict(model).items())
     return [(name, p.detach()) for name, p in model.named_parameters()]
 
@@ -141,14 +141,8 @@ class VLLMRollout:
         vLLM stops each completion at its first EOS (kept, as in HF generate), so every returned
         token is a real one.
         """
-        t = max(len(c) for c in completions)
-        ids = torch.full((len(completions), t), self.tokenizer.pad_token_id, dtype=torch.long)
-        mask = torch.zeros((len(completions), t), dtype=torch.long)
-        logp = torch.zeros((len(completions), t), dtype=torch.float32)
-        for i, (c, lp) in enumerate(zip(completions, logps)):
-            ids[i, : len(c)] = torch.tensor(c, dtype=torch.long)
-            mask[i, : len(c)] = 1
-            logp[i, : len(c)] = torch.tensor(lp, dtype=torch.float32)
+        ids, mask = right_pad(completions, self.tokenizer.pad_token_id)
+        logp, _ = right_pad(logps, 0.0, torch.float32)
         return ids, mask, logp
 
     @torch.no_grad()

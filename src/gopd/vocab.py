@@ -316,7 +316,7 @@ def _scorer_full_logp(scorer: Scorer, batch, pad_id) -> Tensor:
         route = scorer.routes[name]
         with _frozen_eval(route.model):
             logp = full_logprobs(route.model, route.prompts.batch_ids([batch.rows[i] for i in idx]),
-                              batch.completion_ids[idx], batch.mask[idx], pad_id)
+                                 batch.completion_ids[idx], batch.mask[idx], pad_id)
         if out is None:
             out = logp.new_zeros((len(batch.rows),) + logp.shape[1:])
         out[idx] = logp
