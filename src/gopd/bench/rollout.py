@@ -49,6 +49,7 @@ def main(argv: list[str] | None = None) -> None:
     import datasets
     import torch
 
+    from gopd.data import load_split
     from gopd.pool import load_model, load_tokenizer, resolve_checkpoint
     from gopd.prompts import PromptBuilder
     from gopd.rollout import build_rollout
@@ -60,8 +61,7 @@ def main(argv: list[str] | None = None) -> None:
     student_path = resolve_checkpoint(hf_cfg.model.path, a.variant)
     tokenizer = load_tokenizer(student_path)
     student = load_model(student_path, hf_cfg.model.dtype)
-    train = Path(resolve_checkpoint(hf_cfg.data.path, a.variant)) / "train.parquet"
-    rows = datasets.load_dataset("parquet", data_files=str(train), split="train")
+    rows = load_split(hf_cfg.data.path, hf_cfg.data.train_split, a.variant)
     rows = rows.select(range(hf_cfg.rollout.prompts_per_step)).to_list()
     prompts = PromptBuilder(tokenizer, problem_field=hf_cfg.data.problem_field)
 
