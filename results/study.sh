@@ -26,8 +26,8 @@ bash slurm/local/cluster.sh up
 eval "$(bash slurm/local/cluster.sh env)"
 OUT=multirun/study/$(date +%Y-%m-%d_%H-%M-%S)
 S=(+cluster=local logger.progress=false save_final=false)
-# The settings the committed tables were made with (the defaults until 2026-11-24; see results/README.md).
-S+=(rollout.n=4 rollout.prompts_per_step=8 optim.lr=3e-5 trainer.max_steps=300 eval.every_n_steps=50)
+# The world and settings the committed tables were made with: the toy world and the defaults before 2026-11-24 (results/README.md).
+S+=(model.toy_variant=full_v1 rollout.n=4 rollout.prompts_per_step=8 optim.lr=3e-5 trainer.max_steps=300 eval.every_n_steps=50)
 sweep() {  # NAME OVERRIDES...: one Hydra multirun into $OUT/NAME (the SLURM queue runs them in turn)
   local name=$1; shift
   $PY src/train.py -m "$@" "${S[@]}" hydra.sweep.dir="$OUT/$name" > "$OUT/$name.log" 2>&1 || true  # failures: table.md lists them

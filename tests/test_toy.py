@@ -299,6 +299,17 @@ def test_recipe_change_changes_the_cache_key(monkeypatch):
         B.get_recipe("huge")
 
 
+def test_full_v1_is_the_full_world_with_the_previous_student_schedule():
+    full, v1 = B.get_recipe("full"), B.get_recipe("full_v1")
+    student = {r.name: r for r in full.runs}["student"]
+    student_v1 = {r.name: r for r in v1.runs}["student"]
+    assert student_v1.hint_schedule[0] == (0, 1.0) and student.hint_schedule[-1] == (600, 1.0)  # hints first vs hints last
+    assert dataclasses.replace(student_v1, hint_schedule=student.hint_schedule) == student
+    assert [r for r in v1.runs if r.name != "student"] == [r for r in full.runs if r.name != "student"]
+    assert dataclasses.replace(v1, variant="full", runs=full.runs, notes=full.notes) == full
+    assert B.recipe_hash(v1) != B.recipe_hash(full)
+
+
 def test_source_files_are_part_of_the_cache_key():
     names = {f.name for f in B._source_files()}
     assert {"data.py", "tokenizer.py", "models.py", "build.py", "prompts.py", "verifier.py"} <= names

@@ -305,7 +305,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--data", default="toy://data", help="dataset: toy://data, a directory with <split>.parquet|jsonl, a file, or a hub name")
     ap.add_argument("--split", default="train", help="split whose prompts are rolled out")
     ap.add_argument("--eval-split", default="test", help="split of the held-out problems for the accuracies")
-    ap.add_argument("--toy-variant", default="full", help="toy world that toy:// paths resolve in (full | mini)")
+    ap.add_argument("--toy-variant", default="full", help="toy world that toy:// paths resolve in (full | full_v1 | mini)")
     ap.add_argument("--hints", nargs="+", default=list(DEFAULT_HINTS), help="hint columns to compare")
     ap.add_argument("--hint-template", default=None, help="how the hint joins the problem (default: the trainer's '{problem}\\nHint: {hint}')")
     ap.add_argument("--prompts", type=int, default=32, help="prompts rolled out (a seeded random sample of the split)")

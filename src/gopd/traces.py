@@ -408,7 +408,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--context", type=int, default=6, help="pieces of context on each side")
     p = sub.add_parser("agree", parents=[common], help="sign agreement of the hinted pressure with OPD")
     p.add_argument("--teacher", required=True, help="RL-checkpoint teacher (path, hub name or toy://teacher)")
-    p.add_argument("--toy-variant", default="full", help="toy world for toy:// paths (full | mini)")
+    p.add_argument("--toy-variant", default="full", help="toy world for toy:// paths (full | full_v1 | mini)")
     p.add_argument("--dtype", default="float32", help="teacher weights dtype")
     p.add_argument("-o", "--out", help="also write the result as JSON here")
     args = ap.parse_args(argv)

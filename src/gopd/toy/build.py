@@ -1,6 +1,6 @@
 """Build (or find in the cache) the toy world: data, tokenizer, SFT checkpoints, manifest.
 
-    python -m gopd.toy.build [--variant full|mini] [--cache-dir DIR] [--force]
+    python -m gopd.toy.build [--variant full|full_v1|mini] [--cache-dir DIR] [--force]
 
 Layout of one artefact directory (``<root>/<variant>-<hash>/``)::
 
@@ -30,7 +30,7 @@ import shutil
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from gopd.toy.data import HINT_FIELDS, TaskSpec
@@ -88,7 +88,7 @@ _STUDENT_HINTS = ("hint_answer", "hint_answer", "hint_answer", "hint_solution", 
 
 def _recipes() -> dict[str, Recipe]:
     notes = {
-        "student": "sft, stopped early (weak on purpose); hinted examples (answer:solution:soft = 3:2:1): all of the first 250 steps, then 25%",
+        "student": "sft, stopped early (weak on purpose); hinted examples (answer:solution:soft = 3:2:1): 25% of the first 250 steps, then all",
         "teacher": "sft (long run; stands in for the RL checkpoint)",
         "teacher_base": "sft (an earlier step of the teacher run; stands in for the teacher's pre-RL base)",
         "expert_add": "sft (teacher_base fine-tuned on add-domain examples only)",
@@ -108,7 +108,9 @@ def _recipes() -> dict[str, Recipe]:
                 seed=2,
                 steps=600,  # schedules run over 600 steps; the student is taken at step 525
                 saves={"student": 525},
-                hint_schedule=((0, 1.0), (250, 1.0), (300, 0.25), (600, 0.25)),
+                # Hints last, so the hinted student is sharper than the unhinted one wherever it is right:
+                # with 25% hints last instead, G-OPD's alpha=2 optimum of the hinted teacher was worse than the student.
+                hint_schedule=((0, 0.25), (250, 0.25), (300, 1.0), (600, 1.0)),
                 hint_fields=_STUDENT_HINTS,
                 lane=1,
             ),
@@ -147,7 +149,17 @@ def _recipes() -> dict[str, Recipe]:
         workers=1,
         notes=notes,
     )
-    return {"full": full, "mini": mini}
+    # The world until 2026-11-24 (its student saw hints first, then 25%): the committed study in results/ ran on it.
+    full_v1 = replace(
+        full,
+        variant="full_v1",
+        runs=tuple(
+            replace(r, hint_schedule=((0, 1.0), (250, 1.0), (300, 0.25), (600, 0.25))) if r.name == "student" else r
+            for r in full.runs
+        ),
+        notes={**notes, "student": "sft, stopped early (weak on purpose); hinted examples (answer:solution:soft = 3:2:1): all of the first 250 steps, then 25%"},
+    )
+    return {"full": full, "full_v1": full_v1, "mini": mini}
 
 
 RECIPES = _recipes()
