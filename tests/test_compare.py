@@ -552,3 +552,22 @@ def test_help_documents_every_flag():
     assert proc.returncode == 0
     for flag in ("--baseline", "--name", "--ignore", "--smooth"):
         assert flag in proc.stdout
+
+
+def test_table_names_the_world_and_the_code_of_its_runs(sweep, tmp_path, monkeypatch):
+    """Each table says which toy world and which commit its runs came from (summary.json)."""
+    for i, f in enumerate(sorted(sweep.glob("*/summary.json"))):
+        s = json.loads(f.read_text())
+        s["world"] = "full@a8cfa68ab716845c"
+        if i % 2 == 0:
+            s["code"] = "0123456789ab"
+        f.write_text(json.dumps(s))
+    out = compare(tmp_path, monkeypatch, sweep, "--name", "grid") / "grid"
+    n = len(list(sweep.glob("*/summary.json")))
+    lines = (out / "table.md").read_text().splitlines()
+    world = next(line for line in lines if line.startswith("World: "))
+    assert world.startswith("World: `full@a8cfa68ab716845c` (")  # the run without summary.json recorded none
+    assert f"Code: `0123456789ab` ({(n + 1) // 2} runs), not recorded (" in world
+    with open(out / "runs.csv") as fh:
+        runs = list(csv.DictReader(fh))
+    assert {r["world"] for r in runs if r["status"] == "completed"} == {"full@a8cfa68ab716845c"}

@@ -341,3 +341,65 @@ def test_cli_prints_the_manifest_table(toy_world_mini, capsys):
     assert str(toy_world_mini) in out
     for name in CHECKPOINTS:
         assert name in out
+
+
+# ---------------------------------------------------------------------------- shipped world
+def test_shipped_world_matches_its_checksums():
+    """The default world ships with the package: every machine trains from these exact bytes."""
+    root = B.shipped_dir("full")
+    assert root is not None and root == B.SHIPPED_ROOT / "full"
+    listed = {line.split("  ", 1)[1] for line in (root / B.CHECKSUMS).read_text().splitlines()}
+    assert {"manifest.json", "tokenizer/tokenizer.json", "data/train.parquet", "data/test.parquet"} <= listed
+    assert {f"{name}/model.safetensors" for name in CHECKPOINTS} <= listed
+    assert B.checksum_errors(root) == []
+
+
+def test_shipped_world_is_the_current_full_recipe():
+    """A recipe edit without a rebuild (`python -m gopd.toy.build --force --ship`) fails here."""
+    shipped = B.load_manifest(B.shipped_dir("full"))
+    assert shipped["variant"] == "full"
+    assert shipped["recipe"] == json.loads(json.dumps(B.get_recipe("full").as_dict(), default=str))
+
+
+def test_toy_paths_resolve_to_the_shipped_world_without_a_build(tmp_path, monkeypatch):
+    monkeypatch.setenv("GOPD_CACHE", str(tmp_path))
+    monkeypatch.setattr(B, "build", lambda *a, **k: pytest.fail("the shipped world must not be built"))
+    root = B.SHIPPED_ROOT / "full"
+    assert B.ensure_toy_world("full") == root
+    assert B.resolve_path("toy://student") == str(root / "student")
+    assert B.resolve_path("toy://data") == str(root / "data")
+    assert B.shipped_dir("full_v1") is None  # not shipped: built on demand
+    assert not list(tmp_path.iterdir())
+
+
+def test_ship_copies_the_build_with_checksums_and_checksums_catch_every_change(toy_world_mini, tmp_path, monkeypatch):
+    monkeypatch.setattr(B, "SHIPPED_ROOT", tmp_path / "worlds")
+    dest = B.ship(toy_world_mini)
+    assert dest == tmp_path / "worlds" / "mini" == B.shipped_dir("mini") == B.ensure_toy_world("mini", toy_world_mini.parent)
+    assert not [p for p in dest.rglob(".*")]  # no build markers
+    assert B.checksum_errors(dest) == []
+    assert (dest / "student" / "model.safetensors").read_bytes() == (toy_world_mini / "student" / "model.safetensors").read_bytes()
+    weights = dest / "teacher" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-1] + b"\0")
+    (dest / "data" / "test.parquet").unlink()
+    (dest / "extra.txt").write_text("x")
+    assert B.checksum_errors(dest) == ["missing: data/test.parquet", "not listed: extra.txt", "changed: teacher/model.safetensors"]
+
+
+@pytest.mark.slow
+def test_shipped_manifest_accuracies_reproduce_on_this_machine():
+    """Greedy evaluation of the shipped weights gives the manifest's accuracies, up to a few
+    near-tie verdicts that another CPU's float order may flip (B.EVAL_TOLERANCE_PROBLEMS)."""
+    rows = B.measure_manifest(B.shipped_dir("full"))
+    assert len(rows) == len(CHECKPOINTS) + len(HINT_FIELDS)  # + the student under each hint
+    off = {(r["checkpoint"], r["hint"]): r["problems_off"] for r in rows}
+    assert max(off.values()) <= B.EVAL_TOLERANCE_PROBLEMS, off
+
+
+def test_world_label_names_the_world_a_path_lies_in(toy_world_mini, tmp_path):
+    label = f"mini@{json.loads((toy_world_mini / 'manifest.json').read_text())['recipe_hash']}"
+    assert B.world_label(toy_world_mini) == B.world_label(toy_world_mini / "student") == label
+    assert B.world_label(toy_world_mini / "data" / "test.parquet") == label
+    full = B.load_manifest(B.SHIPPED_ROOT / "full")
+    assert B.world_label(B.SHIPPED_ROOT / "full" / "teacher") == f"full@{full['recipe_hash']}"
+    assert B.world_label(tmp_path) is None and B.world_label(None) is None and B.world_label("Qwen/Qwen3-1.7B") is None

@@ -6,6 +6,7 @@ import csv
 import itertools
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -127,6 +128,9 @@ def test_outputs_metrics_summary_and_wandb_offline(toy_world_mini, tmp_path, mon
                 "perf/tokens_per_s", "wall_s"):
         assert key in on_disk, key
     assert on_disk["status"] == "completed" == summary["status"]
+    manifest = json.loads((toy_world_mini / "manifest.json").read_text())
+    assert on_disk["world"] == f"mini@{manifest['recipe_hash']}"  # which toy world the numbers are from
+    assert on_disk["code"] is None or re.fullmatch(r"[0-9a-f]{12}(\+dirty)?", on_disk["code"])
     runs = list((tmp_path / "wandb").glob("offline-run-*/run-*.wandb"))
     assert len(runs) == 1 and runs[0].stat().st_size > 0
 

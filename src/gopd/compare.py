@@ -666,7 +666,8 @@ def runs_rows(c: Comparison) -> list[dict]:
     out = []
     for r in c.runs:
         row = {"run_dir": shown(r.path), "arm": label.get(id(r), "?"), "seed": fmt_value(r.seed) if r.config else "",
-               "status": r.summary.get("status", ""), "problem": r.problem or ""}
+               "status": r.summary.get("status", ""), "problem": r.problem or "",
+               "world": r.summary.get("world") or "", "code": r.summary.get("code") or ""}
         row.update(per_run(r, c.domains) if r.problem is None else {})
         out.append(row)
     return out
@@ -686,6 +687,19 @@ def baseline_text(c: Comparison) -> str:
     return f"{c.baseline_spec} per {free} (each arm against the {c.baseline_spec} arm with the same {free})"
 
 
+def provenance(runs: list[Run], key: str) -> str:
+    """The distinct values of a summary.json key (``world``, ``code``) over the runs, with run counts when they differ."""
+    counts: dict = {}
+    for r in runs:
+        v = r.summary.get(key)
+        counts[v] = counts.get(v, 0) + 1
+    known = sorted(v for v in counts if v)
+    parts = [f"`{v}`" + (f" ({counts[v]} runs)" if len(counts) > 1 else "") for v in known]
+    if None in counts or "" in counts:
+        parts.append(f"not recorded ({counts.get(None, 0) + counts.get('', 0)} runs)")
+    return ", ".join(parts)
+
+
 def markdown(c: Comparison, rows: list[dict], title: str, command: str) -> str:
     # the paper's axes get a column each; any other varying key shares one, so the table stays readable
     main = [short(k) for k in c.keys if k in ARM_ORDER]
@@ -695,6 +709,7 @@ def markdown(c: Comparison, rows: list[dict], title: str, command: str) -> str:
             "Δ vs baseline (± s.e.)", "gap closed", "resp len start → end", "opd/pos_mass", "opd/neg_mass",
             "train (s)", "wall (s)"]
     lines = [f"# {title}", "", f"Made by `{command}`.", "",
+             f"World: {provenance(c.runs, 'world')}. Code: {provenance(c.runs, 'code')}.", "",
              f"{len(c.runs)} runs, {len(c.arms)} arms by {', '.join(map(short, c.keys)) or '(no key varies)'}; "
              f"seeds pooled (mean ± sample std over seeds); baseline: {baseline_text(c)}.", "",
              "| " + " | ".join(head + cols) + " |", "|" + "---|" * len(head) + "---:|" * len(cols)]

@@ -93,6 +93,7 @@ class Session:
         self.wall_before = 0.0  # wall time of earlier segments of a resumed run
         self.module = self.checkpointing = None
         self.models_loaded = 0
+        self.provenance = _provenance(cfg, res)
 
     def fit(self) -> dict:
         import lightning as L
@@ -205,7 +206,7 @@ class Session:
 
     def summary(self, **extra) -> dict:
         m = self.module
-        out = {"status": "failed", "steps": 0, "run_name": self.run_name, "wall_s": self.wall_s()}
+        out = {"status": "failed", "steps": 0, "run_name": self.run_name, "wall_s": self.wall_s(), **self.provenance}
         if m is not None:
             out.update(m.summary)
             out.update({"steps": m.batches, "train/skipped_steps": m.skipped_steps,
@@ -217,6 +218,16 @@ class Session:
     def forward_signal(self) -> None:
         if self.checkpointing is not None:
             self.checkpointing.forward_signal()
+
+
+def _provenance(cfg, res) -> dict:
+    """What a result depends on beyond its config: the toy world's identity (when one is used) and the code."""
+    from gopd.pool import resolve_checkpoint
+    from gopd.runlog import code_version
+    from gopd.toy.build import world_label
+
+    world = world_label(res.student_path) or world_label(resolve_checkpoint(str(cfg.data.path), cfg.model.get("toy_variant", "full")))
+    return {"world": world, "code": code_version()}
 
 
 def _finish_wandb(wb, summary: dict) -> None:

@@ -102,6 +102,21 @@ def _wandb(cfg, run_dir: Path, run_name: str, run_id: str | None, mode: str):
                        config=OmegaConf.to_container(cfg, resolve=True), resume="allow", id=run_id)
 
 
+def code_version(repo: Path = Path(__file__).resolve().parents[2]) -> str | None:
+    """The checkout's commit (short), ``+dirty`` when tracked files differ from it; None outside git."""
+    import subprocess
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, timeout=10, check=True).stdout.strip()
+
+    try:
+        commit = git("rev-parse", "--short=12", "HEAD")
+        dirty = git("status", "--porcelain", "--untracked-files=no")
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return commit + ("+dirty" if dirty else "")
+
+
 @rank_zero_only  # every rank of a multi-GPU arm runs the job; one writes the run's summary
 def write_summary(run_dir: Path, summary: dict) -> Path:
     path = Path(run_dir) / "summary.json"

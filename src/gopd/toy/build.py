@@ -1,13 +1,20 @@
-"""Build (or find in the cache) the toy world: data, tokenizer, SFT checkpoints, manifest.
+"""The toy world: shipped with the package, or built (and cached): data, tokenizer, SFT checkpoints, manifest.
 
-    python -m gopd.toy.build [--variant full|full_v1|mini] [--cache-dir DIR] [--force]
+    python -m gopd.toy.build                    # where the world is, and its manifest (no build)
+    python -m gopd.toy.build --verify           # check the shipped files' sha256 and re-measure the manifest here
+    python -m gopd.toy.build --variant full_v1  # build a variant that is not shipped (into the cache)
+    python -m gopd.toy.build --force --ship     # rebuild the default world and ship it (developers)
+
+Shipped: the default world (``full``) lives in ``gopd/toy/worlds/full/`` with a ``SHA256SUMS``
+file, so every machine trains from byte-identical files: SFT on another CPU (another vector
+instruction set) gives other weights from the same recipe. Other variants are built on first use.
 
 Layout of one artefact directory (``<root>/<variant>-<hash>/``)::
 
     manifest.json  tokenizer/  data/train.parquet  data/test.parquet
     student/  teacher/  teacher_base/  expert_add/  expert_mul/
 
-Cache: ``root`` is ``cache_dir`` if given, else ``$GOPD_CACHE/toy`` if ``GOPD_CACHE`` is set,
+Cache (built variants): ``root`` is ``cache_dir`` if given, else ``$GOPD_CACHE/toy`` if ``GOPD_CACHE`` is set,
 else ``~/.cache/gopd/toy``. ``hash`` covers the variant's recipe, the source of ``gopd.toy``,
 ``gopd.prompts`` and ``gopd.verifier``, and the torch/transformers versions, so any change
 rebuilds instead of reusing a stale world. A build goes to a temporary sibling directory and
@@ -38,6 +45,12 @@ from gopd.toy.models import ModelSpec
 
 EVAL_MAX_NEW_TOKENS = 64
 DONE_MARKER = ".complete"
+SHIPPED_ROOT = Path(__file__).resolve().parent / "worlds"  # worlds shipped with the package, one folder per variant
+CHECKSUMS = "SHA256SUMS"  # `sha256sum -c` format, one line per shipped file
+# Greedy verdicts of fixed weights could flip on another CPU where float reduction order decides a near-tie.
+# Measured: the shipped world's 8 evaluations (8,000 verdicts) were identical under ATen's AVX512, AVX2 and
+# DEFAULT kernels; this allowance (per evaluation of 1000 problems) is for processors not measured (ARM).
+EVAL_TOLERANCE_PROBLEMS = 3
 
 
 # ----------------------------------------------------------------------------------- recipe
@@ -226,13 +239,28 @@ def _complete(path: Path) -> bool:
     return (path / "manifest.json").is_file()
 
 
-def ensure_toy_world(variant: str = "full", cache_dir: str | os.PathLike | None = None, *, force: bool = False, progress: bool = True) -> Path:
-    """The artefact directory of ``variant``, built first if it is missing (or ``force``).
+def shipped_dir(variant: str) -> Path | None:
+    """The copy of ``variant`` shipped with the package, if there is one."""
+    path = SHIPPED_ROOT / variant
+    return path if _complete(path) else None
 
-    ``cache_dir`` is the cache root (default ``$GOPD_CACHE/toy`` or ``~/.cache/gopd/toy``); the
-    world lives in ``<root>/<variant>-<hash>/``. Safe under concurrent first use (file lock +
-    build in a temporary directory + atomic rename).
+
+def ensure_toy_world(variant: str = "full", cache_dir: str | os.PathLike | None = None, *, force: bool = False, progress: bool = True) -> Path:
+    """The directory of ``variant``: the shipped copy if the package has one, else the cached build.
+
+    A shipped world is never rebuilt implicitly (``force`` rebuilds into the cache instead). A
+    cached world lives in ``<root>/<variant>-<hash>/`` (``cache_dir``, default ``$GOPD_CACHE/toy``
+    or ``~/.cache/gopd/toy``) and is built first if missing (or ``force``); safe under concurrent
+    first use (file lock + build in a temporary directory + atomic rename).
     """
+    shipped = shipped_dir(variant)
+    if shipped is not None and not force:
+        return shipped
+    return build_in_cache(variant, cache_dir, force=force, progress=progress)
+
+
+def build_in_cache(variant: str, cache_dir: str | os.PathLike | None = None, *, force: bool = False, progress: bool = True) -> Path:
+    """The cached build of ``variant`` (made first if missing, or if ``force``)."""
     final = artefact_dir(variant, cache_dir)
     if _complete(final) and not force:
         return final
@@ -756,6 +784,21 @@ def load_manifest(root: str | os.PathLike) -> dict:
     return json.loads((Path(root) / "manifest.json").read_text())
 
 
+def world_label(path: str | os.PathLike | None) -> str | None:
+    """``<variant>@<recipe hash>`` of the toy world a checkpoint or data path lies in; None outside one."""
+    if not path:
+        return None
+    p = Path(path)
+    for root in (p, *p.parents[:2]):  # the world itself, <world>/student, <world>/data/test.parquet
+        if (root / "manifest.json").is_file():
+            try:
+                m = load_manifest(root)
+                return f"{m['variant']}@{m['recipe_hash']}"
+            except (OSError, ValueError, KeyError, TypeError):
+                return None
+    return None
+
+
 def manifest_table(manifest: dict) -> str:
     domains = manifest["domains"]
     head = f"{'checkpoint':<13}{'steps':>6}{'acc':>7}" + "".join(f"{d:>7}" for d in domains) + "  hinted (answer/solution/soft)"
@@ -769,19 +812,140 @@ def manifest_table(manifest: dict) -> str:
     return "\n".join(lines)
 
 
+# ------------------------------------------------------------------------------- shipping
+def _world_files(root: Path) -> list[Path]:
+    """Every file of a world but the checksum list and dot-files (build markers), sorted."""
+    return sorted(
+        p for p in root.rglob("*")
+        if p.is_file() and p.name != CHECKSUMS and not any(part.startswith(".") for part in p.relative_to(root).parts)
+    )
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def write_checksums(root: str | os.PathLike) -> Path:
+    root = Path(root)
+    lines = [f"{_sha256(p)}  {p.relative_to(root).as_posix()}" for p in _world_files(root)]
+    out = root / CHECKSUMS
+    out.write_text("\n".join(lines) + "\n")
+    return out
+
+
+def checksum_errors(root: str | os.PathLike) -> list[str]:
+    """What differs from ``root/SHA256SUMS``: changed, missing and unlisted files (empty: all match)."""
+    root = Path(root)
+    listed = {}
+    for line in (root / CHECKSUMS).read_text().splitlines():
+        digest, _, name = line.partition("  ")
+        listed[name] = digest
+    present = {p.relative_to(root).as_posix(): p for p in _world_files(root)}
+    errors = [f"missing: {n}" for n in sorted(set(listed) - set(present))]
+    errors += [f"not listed: {n}" for n in sorted(set(present) - set(listed))]
+    errors += [f"changed: {n}" for n in sorted(set(listed) & set(present)) if _sha256(present[n]) != listed[n]]
+    return errors
+
+
+def ship(src: str | os.PathLike) -> Path:
+    """Copy a built world (its files, no build markers) into the package, with its SHA256SUMS."""
+    src = Path(src)
+    variant = load_manifest(src)["variant"]
+    dest = SHIPPED_ROOT / variant
+    tmp = SHIPPED_ROOT / f".tmp-{variant}-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    for p in _world_files(src):
+        target = tmp / p.relative_to(src)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(p, target)
+    write_checksums(tmp)
+    if dest.exists():
+        shutil.rmtree(dest)
+    tmp.rename(dest)
+    return dest
+
+
+def measure_manifest(root: str | os.PathLike, *, threads: int = 1) -> list[dict]:
+    """Re-evaluate every checkpoint of a world as its build did; one row per (checkpoint, hint).
+
+    Rows: ``checkpoint``, ``hint`` (None: no hint), ``manifest`` and ``measured`` accuracy, and
+    ``problems_off`` = |difference| x n_test, the held-out problems by which the two disagree.
+    """
+    import torch
+
+    root = Path(root)
+    manifest = load_manifest(root)
+    recipe = manifest["recipe"]
+    n_test = manifest["data"]["n_test"]
+    old = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        from gopd.toy.data import load_split
+
+        test = load_split(root / manifest["data"]["test"]).to_list()
+        rows = []
+        with _quiet_libraries():
+            for name, entry in manifest["checkpoints"].items():
+                measured = _eval_checkpoint(root / entry["path"], test, "hinted_accuracy" in entry,
+                                            recipe["eval_batch_size"], recipe["eval_max_new_tokens"])
+                pairs = [(None, entry["accuracy"], measured["greedy"]["acc"])]
+                pairs += [(h, acc, measured["hinted"][h]["acc"]) for h, acc in entry.get("hinted_accuracy", {}).items()]
+                for hint, want, got in pairs:
+                    rows.append({"checkpoint": name, "hint": hint, "manifest": want, "measured": got,
+                                 "problems_off": round(abs(want - got) * n_test)})
+    finally:
+        torch.set_num_threads(old)
+    return rows
+
+
+def _verify(root: Path) -> int:
+    errors = checksum_errors(root)
+    for e in errors:
+        print(f"sha256: {e}")
+    print(f"sha256: {'ok' if not errors else f'{len(errors)} file(s) differ'} ({root / CHECKSUMS})")
+    worst = 0
+    for r in measure_manifest(root):
+        worst = max(worst, r["problems_off"])
+        label = r["checkpoint"] + (f" + {r['hint']}" if r["hint"] else "")
+        print(f"{label:<28} manifest {r['manifest']:.3f}  here {r['measured']:.3f}  ({r['problems_off']} problems off)")
+    ok = not errors and worst <= EVAL_TOLERANCE_PROBLEMS
+    print(f"{'ok' if ok else 'MISMATCH'}: at most {worst} problem(s) off per evaluation (tolerance {EVAL_TOLERANCE_PROBLEMS})")
+    return 0 if ok else 1
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m gopd.toy.build", description=__doc__.split("\n\n")[0])
     ap.add_argument("--variant", default="full", choices=sorted(RECIPES))
     ap.add_argument("--cache-dir", default=None, help="cache root (default $GOPD_CACHE/toy or ~/.cache/gopd/toy)")
-    ap.add_argument("--force", action="store_true", help="rebuild even if the cached world exists")
+    ap.add_argument("--force", action="store_true", help="rebuild into the cache even if a built (or shipped) world exists")
     ap.add_argument("--out", default=None, help="build into this directory instead of the cache (no lock, no rename)")
+    ap.add_argument("--ship", action="store_true", help="copy the build (--out DIR, --from DIR, else the cache's) into the package (gopd/toy/worlds/<variant>/) with its SHA256SUMS")
+    ap.add_argument("--from", dest="source", default=None, help="with --ship: a world built earlier into this directory")
+    ap.add_argument("--verify", action="store_true", help="check the shipped world's sha256 and re-measure its manifest's accuracies on this machine")
     args = ap.parse_args(argv)
+    if args.verify:
+        root = shipped_dir(args.variant)
+        if root is None:
+            ap.error(f"--verify: variant {args.variant!r} is not shipped (shipped: {sorted(p.name for p in SHIPPED_ROOT.glob('*/manifest.json'))})")
+        return _verify(root)
+    if args.source and not args.ship:
+        ap.error("--from goes with --ship")
     if args.out:
-        manifest = build(get_recipe(args.variant), args.out)
+        build(get_recipe(args.variant), args.out)
         root = Path(args.out)
+    elif args.source:
+        root = Path(args.source)
+    elif args.ship:
+        root = build_in_cache(args.variant, args.cache_dir, force=args.force)
     else:
         root = ensure_toy_world(args.variant, args.cache_dir, force=args.force)
-        manifest = load_manifest(root)
+    if args.ship:
+        root = ship(root)
+    manifest = load_manifest(root)
     print(root)
     print(manifest_table(manifest))
     return 0
