@@ -7,7 +7,7 @@ Reads only the files the arms write (``.hydra/``, ``summary.json``), so it works
 runs and after the Hydra driver is gone. ``status`` comes from ``summary.json``
 (``completed``/``failed``; ``running`` when the arm has started but not finished). Where ``sacct``
 answers, ``slurm_state`` is SLURM's view (FAILED for an arm that raised, through the profiles'
-launcher ``hydra_plugins.gopd_launcher``; Hydra's own would say COMPLETED: hydra issue 1928).
+launcher ``hydra_plugins.gopd_launcher``; Hydra 1.3's own would say COMPLETED).
 """
 
 from __future__ import annotations

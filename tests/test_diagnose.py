@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 
 import pytest
 import torch
@@ -86,6 +87,7 @@ def test_cli_prints_and_saves_the_table(world, tmp_path, capsys):
     assert all(r["target/exact@2"] != "" and r["target/exact@3"] != "" for r in rows[1:])
     md = (tmp_path / "hints.md").read_text()
     assert "| hint_soft |" in md and "alpha=2.0" in md
+    assert f"world=mini@{json.loads((mini / 'manifest.json').read_text())['recipe_hash']}" in md  # which world
     assert "hint strength" in capsys.readouterr().out
     assert diagnose.main(["--data", str(mini / "data"), "--student", str(mini / "student"), "--hints", "hint_x",
                           "--out", str(out)]) == 2

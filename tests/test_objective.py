@@ -1,4 +1,4 @@
-"""The G-OPD objective against hand-computed values and the properties of DESIGN.md section 1."""
+"""The G-OPD objective against hand-computed values and the properties the README's objective implies."""
 
 import math
 

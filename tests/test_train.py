@@ -108,7 +108,7 @@ def test_domain_experts_with_shared_checkpoint_load_once(toy_world_mini, tmp_pat
     assert run(cfg, tmp_path, "experts")["models_loaded"] == 2
 
 
-DESIGN_METRICS = ["train/reward", "train/response_len", "eval/accuracy", "opd/pos_mass", "opd/neg_mass",
+CONTRACT_METRICS = ["train/reward", "train/response_len", "eval/accuracy", "opd/pos_mass", "opd/neg_mass",
                   "opd/pos_frac", "opd/teacher_kl", "opd/ref_kl", "opd/max_shock", "grpo/zero_std_frac",
                   "mix/sign_agreement", "perf/tokens_per_s", "perf/rollout_s", "perf/score_s", "perf/update_s",
                   "loss", "grad_norm"]
@@ -122,7 +122,7 @@ def test_outputs_metrics_summary_and_wandb_offline(toy_world_mini, tmp_path, mon
     assert sorted(p.name for p in (tmp_path / "traces").glob("step-*.jsonl")) == ["step-000000.jsonl",
                                                                                   "step-000001.jsonl"]
     header = read_metrics(tmp_path)[0].keys()
-    assert not [m for m in DESIGN_METRICS if m not in header]
+    assert not [m for m in CONTRACT_METRICS if m not in header]
     on_disk = json.loads((tmp_path / "summary.json").read_text())
     for key in ("status", "steps", "eval/accuracy_initial", "eval/accuracy_final", "teacher/accuracy",
                 "perf/tokens_per_s", "wall_s"):

@@ -1,4 +1,4 @@
-"""Full-vocabulary and top-k G-OPD estimators (DESIGN.md "Estimators", issue 8).
+"""Full-vocabulary and top-k G-OPD estimators (README, "Configuration": `estimator`).
 
 Pure math on small random logits, then the chunked, fused scoring path of ``gopd.vocab`` on the
 miniature toy world against the unchunked autograd reference.

@@ -3,7 +3,7 @@
     python src/compare.py multirun/alpha_x_mix/<time> --baseline alpha=1,grpo_mix=0 --name alpha_x_mix
     python src/compare.py multirun/pressure/ multirun/pressure_seeds/ --baseline pressure=full
 
-Reads only what a run writes (DESIGN.md section 6: ``.hydra/config.yaml``, ``metrics.csv``,
+Reads only what a run writes (README, "Run outputs": ``.hydra/config.yaml``, ``metrics.csv``,
 ``summary.json``), so a comparison is reproducible from the run directories without W&B. Runs
 are grouped into arms by the config keys whose values differ between runs; seeds are pooled.
 Writes ``table.md``, ``table.csv`` (one row per arm), ``runs.csv`` (one row per run) and

@@ -13,7 +13,7 @@ those of the first training step on a larger batch. One row per hint:
     teacher/accuracy   the hinted teacher's own greedy accuracy on held-out problems
     hint/tokens        mean hint length (tokens)
     delta/mean, delta/max, delta/min   per-token G-OPD reward over every completion token
-    opd/max_shock      max |q - s| (the seed note's "KL shock"), opd/teacher_kl, opd/ref_kl
+    opd/max_shock      max |q - s| (the "KL shock" positive-pressure OPSD attributes to the hint), opd/teacher_kl, opd/ref_kl
     opd/pos_mass, opd/neg_mass, opd/pos_frac   as logged by training (after the pressure mode)
     agree/pos, agree/neg   with --opd-teacher: fraction of positive (negative) pressure tokens
                            where the RL teacher's OPD signal q_rl - s has the same sign
@@ -248,6 +248,14 @@ def table_columns(rows: Sequence[Mapping]) -> list[str]:
     return [c for c in COLUMNS if c in present] + targets
 
 
+def _provenance(student_path: str) -> dict:
+    """The toy world the student lies in (if any) and the code's commit, as runs record them."""
+    from gopd.runlog import code_version
+    from gopd.toy.build import world_label
+
+    return {"world": world_label(student_path), "code": code_version()}
+
+
 def to_markdown(rows: Sequence[Mapping], meta: Mapping) -> str:
     cols = table_columns(rows)
     lines = [f"Hint-strength diagnostic: {', '.join(f'{k}={v}' for k, v in meta.items())}", "",
@@ -425,6 +433,7 @@ def _run(args) -> int:
             "eval_problems": args.eval_problems, "seed": args.seed}
     if args.opd_teacher:
         meta["opd_teacher"] = args.opd_teacher
+    meta.update(_provenance(path))
     print_table(rows_out, meta)
     out = args.out or f"outputs/diagnose/hints-{time.strftime('%Y-%m-%d_%H-%M-%S')}"
     paths = save(rows_out, meta, out)

@@ -12,8 +12,8 @@ Reads each split through ``gopd.data.load_split`` (``toy://data``, a directory w
 ``data.path=<out> teacher.hint_field=<column>``.
 
 Three templates ship, from strongest to weakest: ``answer`` (states the answer and the key
-steps), ``structural`` (what a strong solution does, never the answer: the seed note's rewritten
-hints) and ``minimal`` (one nudge). The toy world's rule-based ``hint_soft`` needs no generator:
+steps), ``structural`` (what a strong solution does, never the answer: modelled on positive-pressure
+OPSD's rewritten hints) and ``minimal`` (one nudge). The toy world's rule-based ``hint_soft`` needs no generator:
 it is a column of the toy data already.
 
 Progress is saved in shards (``<out>/.hints-work/<split>/shard-NNNNNN.jsonl``, each written

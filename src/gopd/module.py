@@ -23,7 +23,7 @@ from gopd.scoring import completion_logprobs
 from gopd.teachers import SAME_AS_TEACHER
 from gopd.verifier import verify_batch
 
-# Per-step metrics every run logs (DESIGN.md section 6); nan where a term does not apply
+# Per-step metrics every run logs (README, "Run outputs"); nan where a term does not apply
 # (e.g. opd/* under pure GRPO), so every run's metrics.csv has the same columns.
 STEP_METRICS = (
     "train/reward", "train/response_len", "loss", "grad_norm",

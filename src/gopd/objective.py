@@ -2,7 +2,7 @@
 
 Pure tensor math: no models, no I/O, no config objects. Every tensor is over completion
 positions, ``[B, T]`` (``B`` rollouts, ``T`` positions), and ``mask`` is 1 on real completion
-tokens. Symbols follow DESIGN.md section 1:
+tokens. Symbols (README, "The objective"):
 
     s_t = log pi_old(y_t)   student at rollout time, student prompt
     q_t = log pi_T(y_t)     teacher, teacher prompt (e.g. with the hint)
@@ -265,7 +265,7 @@ def opd_diagnostics(
     - ``opd/teacher_kl`` mean of ``s - q``: sampled-token (k1) estimate of KL(student || teacher).
     - ``opd/ref_kl``    mean of ``s - r``: the same estimate of KL(student || reference).
     - ``opd/max_shock`` max over tokens of ``|q - s|``: the largest per-token teacher/student
-      disagreement (the seed note's "KL shock"; alpha- and pressure-independent).
+      disagreement (the "KL shock"; alpha- and pressure-independent).
     - ``grpo/zero_std_frac`` fraction of groups whose GRPO advantages are all 0 (all rewards
       equal: no outcome signal); per rollout when ``group_ids`` is not given.
     - ``mix/sign_agreement`` over rollouts where both are non-zero, the fraction whose summed
@@ -307,7 +307,7 @@ def opd_diagnostics(
 
 
 # ---------------------------------------------------------------------------------------------
-# full-vocabulary and top-k estimators (DESIGN.md "Estimators"; issue 8)
+# full-vocabulary and top-k estimators (README, "Configuration": `estimator`)
 #
 # The same definitions as above, applied to every vocabulary entry v at each completion
 # position: tensors are [..., V] (usually [B, T, V] or a chunk of positions [n, V]).

@@ -1,4 +1,4 @@
-"""Run outputs (DESIGN.md section 6): metrics.csv, W&B, summary.json."""
+"""Run outputs (README, "Run outputs"): metrics.csv, W&B, summary.json."""
 
 from __future__ import annotations
 

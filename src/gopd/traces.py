@@ -18,7 +18,7 @@ loaded, ``q`` / ``delta`` / ``opd`` under pure GRPO.) The command reads them::
 
 ``agree`` scores the saved rollouts with an RL-checkpoint teacher and reports how the hinted
 teacher's positive and negative pressure (the sign of ``delta``) agree in sign with the OPD
-signal ``q_rl - s`` (the seed note's evidence that negative pressure is noise).
+signal ``q_rl - s`` (the positive-pressure argument: negative pressure would be noise).
 """
 
 from __future__ import annotations

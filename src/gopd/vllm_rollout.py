@@ -9,7 +9,7 @@ to its own ``s_t`` into the truncated importance weight of ``objective.policy_lo
 After every optimizer step ``sync`` pushes the student's weights into the engine in place
 (``reload_weights`` with a weights iterator) and drops the prefix cache, whose KV blocks were
 computed with the old weights. Nothing here touches the disk: ``reload_weights(weights_path=...)``
-was measured to give silently wrong weights (DESIGN.md section 7).
+was measured to give silently wrong weights.
 
 Importing this module does not import vLLM (~7 s); building an engine does.
 """

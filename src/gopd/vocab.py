@@ -1,4 +1,4 @@
-"""Full-vocabulary and top-k G-OPD: memory-safe scoring + loss (DESIGN.md "Estimators").
+"""Full-vocabulary and top-k G-OPD: memory-safe scoring + loss (README, "Configuration": `estimator`).
 
 Each model's transformer body runs once (hidden states at the completion positions, as
 ``scoring.completion_logprobs``); then the *real* completion positions go by chunks through the

@@ -1,7 +1,7 @@
 """The cluster profiles' SLURM launcher: Hydra's submitit launcher with an honest exit code.
 
 Hydra's ``run_job`` catches an arm's exception and returns it as a failed ``JobReturn``, so the
-job process exits 0 and SLURM records the failed arm as COMPLETED (hydra issue 1928): ``sacct``,
+job process exits 0 and SLURM records the failed arm as COMPLETED (Hydra 1.3's behaviour): ``sacct``,
 job-state e-mails and dependency chains (``afterok``) would all trust it. Here the job process
 exits 1 *after* submitit has saved that result, so SLURM says FAILED while the Hydra driver still
 collects every arm's result and reports the failures once the whole sweep has run, as before.

@@ -1,22 +1,24 @@
 #!/usr/bin/env bash
-# The toy world's study (results/README.md): every sweep on the local SLURM cluster, 3 seeds per
-# arm, then the comparison tables and plots under results/<name>/. From the repository root:
-#   bash results/study.sh                 # ~1 hour on 2 cores (two arms at a time)
-#   bash results/study.sh compare DIR     # only re-make the tables from a finished study in DIR
+# The study on the previous toy world, full_v1 (results/README.md): every sweep on the local SLURM
+# cluster, 3 seeds per arm, then the comparison tables and plots under results/full_v1/<name>/.
+# full_v1 is not shipped: its first use builds it (~6 min), on this machine's CPU, so the weights
+# (and the figures) may differ from the committed ones. From the repository root:
+#   bash results/full_v1/study.sh                 # ~1 hour on 2 cores (two arms at a time)
+#   bash results/full_v1/study.sh compare DIR     # only re-make the tables from a finished study in DIR
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 PY=.venv/bin/python
 
 compare() {  # DIR: the study's sweeps -> results/<name>/
   local d=$1
-  $PY src/compare.py "$d/estimators" --name estimators --baseline estimator=token
-  $PY src/compare.py "$d/pressure" --name pressure --baseline pressure=full
-  $PY src/compare.py "$d/pressure_alpha2" --name pressure_alpha2 --baseline pressure=full
-  $PY src/compare.py "$d/alpha_x_mix" --name alpha_x_mix --baseline alpha=1,grpo_mix=0
-  $PY src/compare.py "$d"/alpha_x_mix/*_alpha=1,grpo_mix=0,* "$d/grpo" --name opd_vs_grpo --baseline grpo_mix=0
-  $PY src/compare.py "$d/reference" "$d"/alpha_x_mix/*_alpha=1.25,grpo_mix=0,* --name reference \
+  $PY src/compare.py "$d/estimators" --name full_v1/estimators --baseline estimator=token
+  $PY src/compare.py "$d/pressure" --name full_v1/pressure --baseline pressure=full
+  $PY src/compare.py "$d/pressure_alpha2" --name full_v1/pressure_alpha2 --baseline pressure=full
+  $PY src/compare.py "$d/alpha_x_mix" --name full_v1/alpha_x_mix --baseline alpha=1,grpo_mix=0
+  $PY src/compare.py "$d"/alpha_x_mix/*_alpha=1,grpo_mix=0,* "$d/grpo" --name full_v1/opd_vs_grpo --baseline grpo_mix=0
+  $PY src/compare.py "$d/reference" "$d"/alpha_x_mix/*_alpha=1.25,grpo_mix=0,* --name full_v1/reference \
     --baseline reference=student
-  $PY src/compare.py "$d/experts" --name experts \
+  $PY src/compare.py "$d/experts" --name full_v1/experts \
     --baseline 'teacher.experts.add=toy://expert_add,teacher.experts.mul=toy://expert_mul'
 }
 
