@@ -301,7 +301,7 @@ def run(fn, toy, teacher, reference, **kw):
 CASES = {
     "opd": lambda toy: (scorer(toy, "teacher"), None, dict(alpha=1.0)),
     "exopd": lambda toy: (scorer(toy, "teacher", "hinted"), scorer(toy, "teacher_base"), dict(alpha=2.0)),
-    "ref_is_teacher": lambda toy: (scorer(toy, "teacher"), "teacher", dict(alpha=0.5, pressure="positive")),
+    "ref_is_teacher": lambda toy: (lambda t: (t, t, dict(alpha=0.5, pressure="positive")))(scorer(toy, "teacher")),
     "experts_topk": lambda toy: (experts(toy), scorer(toy, "teacher_base"),
                                  dict(alpha=1.5, estimator="topk", k=5, pressure="reversed", clip=0.7,
                                       correct=torch.tensor([True, False, True]))),
@@ -348,7 +348,7 @@ def test_alpha_one_ignores_reference_and_reference_teacher_ignores_alpha(toy):
     none = run(vocab_opd_loss, toy, t, None, alpha=1.0)
     base = run(vocab_opd_loss, toy, t, scorer(toy, "teacher_base"), alpha=1.0)
     assert torch.equal(none[0], base[0]) and all(torch.equal(a, b) for a, b in zip(none[3], base[3]))
-    a1, a3 = (run(vocab_opd_loss, toy, t, "teacher", alpha=a) for a in (1.0, 3.0))
+    a1, a3 = (run(vocab_opd_loss, toy, t, t, alpha=a) for a in (1.0, 3.0))  # reference=teacher: the scorer itself
     assert torch.equal(a1[0], a3[0]) and all(torch.equal(a, b) for a, b in zip(a1[3], a3[3]))
 
 

@@ -16,11 +16,10 @@ from collections.abc import Mapping, Sequence
 import lightning as L
 import torch
 
-from gopd import objective, strategy, traces
+from gopd import strategy, traces
+from gopd.estimators import Settings, build_estimator
 from gopd.evaluate import gap_closed, greedy_accuracy, scorer_accuracy
-from gopd.rollout import RolloutBatch, decode, logp_gap_metrics
-from gopd.scoring import completion_logprobs
-from gopd.teachers import SAME_AS_TEACHER
+from gopd.rollout import RolloutBatch, decode
 from gopd.verifier import verify_batch
 
 # Per-step metrics every run logs (README, "Run outputs"); nan where a term does not apply
@@ -47,7 +46,7 @@ class GOPDModule(L.LightningModule):
         self.tokenizer = tokenizer
         self.rollout = rollout
         self.teacher = teacher            # Scorer or None (pure GRPO)
-        self.reference = reference        # Scorer, SAME_AS_TEACHER, or None (alpha = 1)
+        self.estimator = build_estimator(cfg.estimator, Settings.from_config(cfg), teacher, reference)  # reference: a Scorer (the teacher itself for reference=teacher) or None (alpha = 1)
         self.ema = list(ema)
         self.student_prompts = student_prompts
         self.eval_rows = list(eval_rows)
@@ -120,13 +119,14 @@ class GOPDModule(L.LightningModule):
         t1 = time.perf_counter()
 
         rewards = self._verify(batch)                                                       # verify
-        if self.teacher is not None and cfg.estimator.name != "token":                      # score ->
-            loss, diag, checks = self._vocab_loss(batch, rewards, pad)                      # advantages ->
-        else:                                                                               # loss
-            loss, diag, checks = self._token_loss(batch, rewards, pad)
+        step = self.estimator(self.student, batch, rewards, pad)                            # score -> advantages -> loss
+        loss = step.loss
+        if self.trainer.is_global_zero and traces.due(cfg, self.batches):
+            traces.maybe_save(cfg, self.trainer.default_root_dir, self.batches, batch, self.tokenizer,
+                              rewards=rewards, **step.trace())
         t2 = time.perf_counter()
 
-        grad_norm = self._update(loss, _first_non_finite(batch.mask, **checks))             # update
+        grad_norm = self._update(loss, _first_non_finite(batch.mask, **step.checks))        # update
         self.rollout.sync(self.student)                                                     # sync
         t3 = time.perf_counter()
 
@@ -145,7 +145,7 @@ class GOPDModule(L.LightningModule):
             "perf/update_s": t3 - t2,
             "perf/tokens_per_s": n_tok / max(t3 - t0, 1e-9),
         }
-        metrics.update(diag)
+        metrics.update(step.diagnostics)
         metrics = {k: metrics.get(k, math.nan) for k in STEP_METRICS} | metrics
         self.emit(metrics, self.batches)
         self.batches += 1
@@ -154,83 +154,10 @@ class GOPDModule(L.LightningModule):
         progress = {"reward": metrics["train/reward"], "eval_acc": self.summary.get("eval/accuracy_final", math.nan)}
         self.log_dict(progress, prog_bar=True, logger=False, batch_size=len(batch.rows))
 
-    def _token_loss(self, batch: RolloutBatch, rewards, pad: int):
-        """The sampled-token estimator: s, q, r of each sampled token -> A_t -> PPO-clip loss."""
-        cfg = self.cfg
-        logp = completion_logprobs(self.student, batch.prompt_ids, batch.completion_ids, batch.mask, pad,
-                                   chunk_size=cfg.loss.chunk_size)
-        old = logp.detach()  # one update per rollout batch: pi_old is the current policy
-        q, r = self._teacher_and_reference(batch, pad)
-        adv, opd, grpo = self._advantages(batch, old, q, r, rewards)
-        if self.trainer.is_global_zero:
-            traces.maybe_save(cfg, self.trainer.default_root_dir, self.batches, batch, self.tokenizer,
-                              s=old, q=q, r=r, adv=adv, opd=opd, rewards=rewards)
-        loss = objective.policy_loss(logp, old, adv, batch.mask, eps_low=cfg.loss.eps_low, eps_high=cfg.loss.eps_high,
-                                     rollout_logp=batch.rollout_logp, tis_cap=cfg.loss.tis_cap)
-        diag = objective.opd_diagnostics(old, q, r, batch.mask, opd, grpo, batch.group_ids)
-        if batch.rollout_logp is not None:
-            diag |= logp_gap_metrics(old, batch.rollout_logp, batch.mask)
-        checks = dict(student_logp=old, teacher_logp=q, ref_logp=r, advantages=adv, loss=loss)
-        return loss, diag, checks
-
-    def _vocab_loss(self, batch: RolloutBatch, rewards, pad: int):
-        """Full-vocabulary / top-k estimator: the OPD loss over vocabulary entries at every
-        position (chunked through the LM heads), mixed with GRPO on the sampled token."""
-        from gopd.logprobs import token_logprobs_from_hidden
-        from gopd.vocab import completion_hidden, vocab_opd_loss
-
-        cfg, m = self.cfg, self.cfg.grpo_mix
-        hidden = completion_hidden(self.student, batch.prompt_ids, batch.completion_ids, batch.mask, pad)
-        vl = vocab_opd_loss(self.student, self.teacher, self.reference, batch, pad, estimator=cfg.estimator.name,
-                            k=cfg.estimator.get("k", 32), alpha=cfg.alpha, pressure=cfg.pressure.name,
-                            clip=cfg.pressure.get("clip"), correct=rewards > 0.5, chunk_size=cfg.loss.chunk_size,
-                            student_hidden=hidden)
-        loss, grpo, gap = vl.loss, None, {}
-        if m > 0 or batch.rollout_logp is not None:  # the sampled token's log-prob: GRPO's and the rollout gap's
-            head = self.student.get_output_embeddings()
-            logp = token_logprobs_from_hidden(hidden, head.weight, batch.completion_ids, bias=head.bias,
-                                              chunk_size=cfg.loss.chunk_size)
-            logp = torch.where(batch.mask.bool(), logp, torch.zeros_like(logp))
-            if batch.rollout_logp is not None:
-                gap = logp_gap_metrics(logp, batch.rollout_logp, batch.mask)
-        if m > 0:  # GRPO stays on the sampled token; the two losses mix
-            grpo = objective.grpo_advantages(rewards, batch.group_ids, scale=cfg.grpo.scale)
-            g_adv = objective.mix_advantages(torch.zeros_like(logp), grpo, 1.0, batch.mask)
-            loss_grpo = objective.policy_loss(logp, logp.detach(), g_adv, batch.mask, eps_low=cfg.loss.eps_low,
-                                              eps_high=cfg.loss.eps_high, rollout_logp=batch.rollout_logp,
-                                              tis_cap=cfg.loss.tis_cap)
-            loss = (1 - m) * loss + m * loss_grpo
-        diag = objective.opd_diagnostics(vl.expected_adv, None, None, batch.mask, vl.expected_adv, grpo,
-                                         batch.group_ids) | vl.metrics | gap  # grpo/*, mix/*; exact vocab terms win
-        return loss, diag, dict(advantages=vl.expected_adv, loss=loss)
-
-    def _teacher_and_reference(self, batch: RolloutBatch, pad: int):
-        q = r = None
-        if self.teacher is not None:
-            q = self.teacher.score(batch.rows, batch.completion_ids, batch.mask, pad)
-            if self.reference == SAME_AS_TEACHER:
-                r = q
-            elif self.reference is not None:
-                r = self.reference.score(batch.rows, batch.completion_ids, batch.mask, pad)
-        return q, r
-
     def _verify(self, batch: RolloutBatch) -> torch.Tensor:
         texts = decode(self.tokenizer, batch.completion_ids, batch.mask)
         answers = [str(row[self.cfg.data.answer_field]) for row in batch.rows]
         return torch.tensor(verify_batch(texts, answers), dtype=torch.float32, device=batch.mask.device)
-
-    def _advantages(self, batch: RolloutBatch, old, q, r, rewards):
-        cfg = self.cfg
-        opd = grpo = None
-        if q is not None:
-            opd = objective.token_advantages(old, q, r, batch.mask, alpha=cfg.alpha, pressure=cfg.pressure.name,
-                                             correct=rewards > 0.5, clip=cfg.pressure.get("clip"))
-        if cfg.grpo_mix > 0:
-            grpo = objective.grpo_advantages(rewards, batch.group_ids, scale=cfg.grpo.scale)
-        adv = objective.mix_advantages(opd if opd is not None else torch.zeros_like(old),
-                                       grpo if grpo is not None else torch.zeros_like(rewards),
-                                       cfg.grpo_mix, batch.mask)
-        return adv, opd, grpo
 
     def _update(self, loss: torch.Tensor, bad: str | None) -> float:
         """Backward, clip, step. A step with anything non-finite (``bad`` names it) is skipped

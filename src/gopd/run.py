@@ -192,7 +192,8 @@ class Session:
             if cfg.alpha != 1:  # at alpha = 1 the reference cancels exactly: not even loaded
                 reference = REFERENCES[cfg.reference.name](cfg, ctx, teacher)
         student_prompts = PromptBuilder(res.tokenizer, problem_field=cfg.data.problem_field, **ctx.prompt_style)
-        log_prompts(res.train[0], student_prompts, {"teacher": teacher, "reference": reference}, self.run_dir)
+        log_prompts(res.train[0], student_prompts,
+                    {"teacher": teacher, "reference": None if reference is teacher else reference}, self.run_dir)
         stream = PromptStream(res.train, cfg.rollout.prompts_per_step, cfg.seed)
         module = GOPDModule(cfg, student=student, tokenizer=res.tokenizer,
                             rollout=build_rollout(cfg, student, res.tokenizer, student_prompts),

@@ -15,8 +15,6 @@ from gopd.pool import ModelPool, checkpoint_key, resolve_checkpoint
 from gopd.prompts import PromptBuilder
 from gopd.scoring import EMA, Route, Scorer
 
-SAME_AS_TEACHER = "teacher"
-
 
 @dataclass
 class Context:
@@ -88,8 +86,8 @@ def student_reference(cfg, ctx: Context, teacher: Scorer) -> Scorer:
     return Scorer({"student0": Route(ctx.frozen(ctx.student_path), ctx.plain_prompts())}, chunk_size=ctx.chunk_size)
 
 
-def teacher_reference(cfg, ctx: Context, teacher: Scorer) -> str:
-    return SAME_AS_TEACHER
+def teacher_reference(cfg, ctx: Context, teacher: Scorer) -> Scorer:
+    return teacher  # r = q: the estimators see `reference is teacher` and score once
 
 
 def pre_rl_reference(cfg, ctx: Context, teacher: Scorer) -> Scorer:

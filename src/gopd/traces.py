@@ -132,16 +132,24 @@ def write_records(run_dir: str | os.PathLike, step: int, records: Iterable[Mappi
     return path
 
 
+def due(cfg, step: int) -> bool:
+    """Whether ``traces.every_n_steps`` asks for this step's traces (never without a ``traces`` section or at 0)."""
+    t = cfg.get("traces") if hasattr(cfg, "get") else None
+    every = int(t.get("every_n_steps", 0) or 0) if t is not None else 0
+    return every > 0 and step % every == 0
+
+
 def maybe_save(cfg, run_dir, step: int, batch, tokenizer, *, s, q=None, r=None, adv=None, opd=None,
                rewards=None) -> Path | None:
     """The training step's hook: save traces when ``traces.every_n_steps`` says this step is due.
 
-    A config without a ``traces`` section, or ``traces.every_n_steps: 0``, saves nothing.
+    Every estimator gives the sampled tokens' ``s``, ``q``, ``r``; with ``topk``/``full``, ``opd``
+    is the position's expected advantage under the student, ``sum_v pi(v) A(v)``, and ``A`` that
+    mixed with GRPO. A config without a ``traces`` section, or ``traces.every_n_steps: 0``, saves nothing.
     """
-    t = cfg.get("traces") if hasattr(cfg, "get") else None
-    every = int(t.get("every_n_steps", 0) or 0) if t is not None else 0
-    if every <= 0 or step % every != 0:
+    if not due(cfg, step):
         return None
+    t = cfg.traces
     teacher = cfg.get("teacher")
     hint_field = teacher.get("hint_field") if teacher is not None and teacher.get("name") == "hinted" else None
     recs = step_records(step, batch, tokenizer, s=s, q=q, r=r, adv=adv, opd=opd, rewards=rewards,

@@ -30,7 +30,6 @@ from torch.nn.functional import linear
 from gopd import objective
 from gopd.logprobs import DEFAULT_CHUNK
 from gopd.scoring import Scorer, pack
-from gopd.teachers import SAME_AS_TEACHER
 
 VOCAB_ESTIMATORS = ("full", "topk")
 DIAGNOSTICS = ("pos_mass", "neg_mass", "pos_frac", "teacher_kl", "ref_kl")  # token means; shock is a max
@@ -138,8 +137,8 @@ def _validate(teacher, reference, n_rows, *, estimator, k, alpha, pressure, corr
                          f"(estimator=token is objective.token_advantages + policy_loss), got {estimator!r}")
     if not isinstance(teacher, Scorer):
         raise ValueError(f"teacher must be a Scorer (the vocabulary estimators need one), got {type(teacher).__name__}")
-    if reference is not None and not isinstance(reference, Scorer) and reference != SAME_AS_TEACHER:
-        raise ValueError(f"reference must be a Scorer, {SAME_AS_TEACHER!r} or None, got {reference!r}")
+    if reference is not None and not isinstance(reference, Scorer):
+        raise ValueError(f"reference must be a Scorer (the teacher itself for r = q) or None, got {reference!r}")
     objective._check_alpha(alpha)
     objective._check_pressure(pressure)
     if reference is None and alpha != 1:
@@ -162,8 +161,8 @@ class _Plan:
         self.correct = correct
         self.batch = batch
         self.teacher = _Side(teacher, batch, pad_id)
-        self.same = reference == SAME_AS_TEACHER
-        self.ref = _Side(reference, batch, pad_id) if isinstance(reference, Scorer) else None
+        self.same = reference is teacher
+        self.ref = _Side(reference, batch, pad_id) if isinstance(reference, Scorer) and not self.same else None
 
     def groups(self):
         """(teacher route, reference route, rows, positions) for each distinct pair of routes."""
@@ -272,7 +271,7 @@ def vocab_opd_loss(
 
     ``estimator``: ``full`` (every entry) or ``topk`` (the teacher's top-``k`` entries plus the
     sampled token, the rest as one tail bucket: see ``objective.vocab_advantages``). ``reference`` is a
-    Scorer, ``"teacher"`` (``r = q``: alpha inert) or ``None`` (only with ``alpha == 1``).
+    Scorer (``teacher`` itself: ``r = q``, alpha inert) or ``None`` (only with ``alpha == 1``).
     ``correct`` ``[B]`` bool is needed for ``pressure='reversed'``. Pass ``student_hidden``
     (``completion_hidden(student, ...)``, with its graph) to share one student body forward
     with the GRPO term. ``N`` = real completion tokens of the batch.
@@ -333,7 +332,7 @@ def naive_vocab_opd_loss(student, teacher, reference, batch, pad_id, *, estimato
               correct=correct)
     logp = full_logprobs(student, batch.prompt_ids, batch.completion_ids, batch.mask, pad_id)
     q = _scorer_full_logp(teacher, batch, pad_id)
-    r = q if reference == SAME_AS_TEACHER else (None if reference is None else _scorer_full_logp(reference, batch, pad_id))
+    r = q if reference is teacher else (None if reference is None else _scorer_full_logp(reference, batch, pad_id))
     s, mask = logp.detach(), batch.mask
     support = objective.topk_support(q, k, batch.completion_ids) if estimator == "topk" else None
     adv = objective.vocab_advantages(s, q, r, alpha=alpha, pressure=pressure, correct=correct, clip=clip,
