@@ -199,7 +199,7 @@ Reference = Annotated[Union[StudentReference, TeacherReference, PreRLReference],
 class Pressure(Keys):
     name: Literal[PRESSURES] = F("A_t = delta (full), max(delta, 0), min(delta, 0), or RLRT's reversed")
     clip: Optional[Annotated[Number, Field(gt=0)]] = F(
-        "clamp the advantage to [-clip, clip] after the pressure mode; null = off", None)
+        "clamp the advantage to [-clip, clip] after the pressure mode; null = off", None, note="null = off")
 
 
 class TokenEstimator(Keys):
