@@ -1,73 +1,37 @@
 """Checks of a composed config, run before any model is loaded.
 
-Each failure is a ``ConfigError`` with one line naming the key and what would be valid. The
-pure checks come first (no I/O), then the ones that read paths, tokenizers and data.
+Each failure is a ``ConfigError`` with one line naming the key and what would be valid. First
+the schema (``gopd.schema``: every key's type and range), then the rules that relate several
+keys (no I/O), then the checks that read paths, tokenizers and data.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
-from numbers import Real
 from pathlib import Path
 
 from gopd import hub
-from gopd.objective import ESTIMATORS, PRESSURES
 from gopd.pool import is_local, load_tokenizer, looks_like_local_path, resolve_checkpoint
-from gopd.teachers import REFERENCES, TEACHERS, teacher_paths
+from gopd.schema import ConfigError, validate_config
+from gopd.teachers import teacher_paths
 
-HINT_WEIGHTS = ("initial", "live", "ema")
-
-
-class ConfigError(ValueError):
-    """A bad configuration value; the message is one line for the user."""
-
-
-def _number(value) -> bool:
-    return isinstance(value, Real) and not isinstance(value, bool) and math.isfinite(value)
+__all__ = ["ConfigError", "Resources", "check_config", "check_resources", "needs_reference", "needs_teacher"]
 
 
 def check_config(cfg) -> list[str]:
-    """Pure checks of the composed config; returns warnings (e.g. an inert alpha)."""
-    if not _number(cfg.alpha) or cfg.alpha <= 0:
-        raise ConfigError(f"alpha must be a number > 0 (1 = OPD, > 1 = ExOPD), got {cfg.alpha!r}")
-    if not _number(cfg.grpo_mix) or not 0 <= cfg.grpo_mix <= 1:
-        raise ConfigError(f"grpo_mix must be a number in [0, 1] (0 = pure G-OPD, 1 = pure GRPO), got {cfg.grpo_mix!r}")
+    """Pure checks of the composed config; returns warnings (e.g. an inert alpha).
+
+    Each key's type and range is the schema's (``gopd.schema``); the rules here span several keys."""
+    validate_config(cfg)
     r = cfg.rollout
-    if not isinstance(r.n, int) or r.n < 1:
-        raise ConfigError(f"rollout.n must be an integer >= 1, got {r.n!r}")
     if cfg.grpo_mix > 0 and r.n < 2:
         raise ConfigError(f"rollout.n must be >= 2 when grpo_mix > 0 (GRPO normalises within a group), got {r.n}: "
                           f"e.g. rollout.n=4 rollout.prompts_per_step=8")
-    if not isinstance(r.max_new_tokens, int) or r.max_new_tokens <= 0:
-        raise ConfigError(f"rollout.max_new_tokens must be an integer > 0, got {r.max_new_tokens!r}")
-    if not isinstance(r.prompts_per_step, int) or r.prompts_per_step < 1:
-        raise ConfigError(f"rollout.prompts_per_step must be an integer >= 1, got {r.prompts_per_step!r}")
     if r.name == "vllm":
         _check_vllm(r, cfg.trainer)
-    if cfg.teacher.name not in TEACHERS:
-        raise ConfigError(f"teacher must be one of {', '.join(TEACHERS)}, got {cfg.teacher.name!r}")
-    if cfg.reference.name not in REFERENCES:
-        raise ConfigError(f"reference must be one of {', '.join(REFERENCES)}, got {cfg.reference.name!r}")
-    if cfg.pressure.name not in PRESSURES:
-        raise ConfigError(f"pressure must be one of {', '.join(PRESSURES)}, got {cfg.pressure.name!r}")
-    if cfg.estimator.name not in ESTIMATORS:
-        raise ConfigError(f"estimator must be one of {', '.join(ESTIMATORS)}, got {cfg.estimator.name!r}")
-    if cfg.estimator.name == "topk" and (not isinstance(cfg.estimator.get("k"), int) or cfg.estimator.k < 1):
-        raise ConfigError(f"estimator.k must be an integer >= 1, got {cfg.estimator.get('k')!r}")
-    clip = cfg.pressure.get("clip")
-    if clip is not None and (not _number(clip) or clip <= 0):
-        raise ConfigError(f"pressure.clip must be a number > 0 or null (off), got {clip!r}")
     t = cfg.teacher
-    if t.name == "hinted" and t.weights not in HINT_WEIGHTS:
-        raise ConfigError(f"teacher.weights must be one of {', '.join(HINT_WEIGHTS)}, got {t.weights!r}")
-    if t.name == "rl_checkpoint" and not t.get("path"):
-        raise ConfigError("teacher.path is required for teacher=rl_checkpoint (the RL-trained checkpoint)")
-    if t.name == "domain_experts":
-        if not t.get("experts"):
-            raise ConfigError("teacher.experts must map each domain to a checkpoint, got nothing")
-        if t.get("default") is not None and t.default not in t.experts:
-            raise ConfigError(f"teacher.default must be null or one of {', '.join(t.experts)}, got {t.default!r}")
+    if t.name == "domain_experts" and t.get("default") is not None and t.default not in t.experts:
+        raise ConfigError(f"teacher.default must be null or one of {', '.join(t.experts)}, got {t.default!r}")
     if cfg.reference.name == "pre_rl" and not cfg.reference.get("path"):
         raise ConfigError("reference.path is required for reference=pre_rl (the teacher's pre-RL base checkpoint)")
     _check_scale(cfg)
@@ -80,8 +44,8 @@ def check_config(cfg) -> list[str]:
 
 
 def _check_vllm(r, trainer) -> None:
-    """``rollout=vllm``: the engine settings, and vLLM itself (looked up, not imported: ~7 s)."""
-    from gopd.vllm_rollout import LOGPROBS_MODES, vllm_available
+    """``rollout=vllm``: vLLM itself (looked up, not imported: ~7 s) and the engine beside the trainer."""
+    from gopd.vllm_rollout import vllm_available
 
     if not vllm_available():
         raise ConfigError("rollout=vllm needs vLLM: pip install -e '.[vllm]' on a GPU machine, "
@@ -91,43 +55,24 @@ def _check_vllm(r, trainer) -> None:
         # each rank would start its own in-process engine and torch.distributed world: not built yet
         raise ConfigError("rollout=vllm runs one in-process engine beside a single-process trainer; trainer=ddp/fsdp "
                           "(trainer.strategy, trainer.devices > 1, trainer.num_nodes > 1) is not supported with it yet")
-    if r.logprobs_mode not in LOGPROBS_MODES:
-        raise ConfigError(f"rollout.logprobs_mode must be one of {', '.join(LOGPROBS_MODES)}, got {r.logprobs_mode!r}")
-    if r.dtype not in ("auto", "float32", "bfloat16", "float16"):
-        raise ConfigError(f"rollout.dtype must be one of auto, float32, bfloat16, float16, got {r.dtype!r}")
-    if not _number(r.gpu_memory_utilization) or not 0 < r.gpu_memory_utilization <= 1:
-        raise ConfigError(f"rollout.gpu_memory_utilization must be a number in (0, 1], got {r.gpu_memory_utilization!r}")
-    if not isinstance(r.tensor_parallel_size, int) or isinstance(r.tensor_parallel_size, bool) or r.tensor_parallel_size < 1:
-        raise ConfigError(f"rollout.tensor_parallel_size must be an integer >= 1, got {r.tensor_parallel_size!r}")
-    for key in ("enable_sleep_mode", "enforce_eager"):
-        if not isinstance(r[key], bool):
-            raise ConfigError(f"rollout.{key} must be true or false, got {r[key]!r}")
     if r.enable_sleep_mode:
         import torch
 
         if not torch.cuda.is_available():
             raise ConfigError("rollout.enable_sleep_mode needs a GPU (vLLM's CPU backend has no sleep mode); set it false")
     m = r.get("max_model_len")
-    if m is not None and (not isinstance(m, int) or isinstance(m, bool) or m < r.max_new_tokens + 1):
+    if m is not None and m < r.max_new_tokens + 1:
         raise ConfigError(f"rollout.max_model_len must be null or an integer > rollout.max_new_tokens, got {m!r}")
 
 
 def _check_scale(cfg) -> None:
-    """``model.lora.*`` and the trainer strategy (DDP / FSDP)."""
+    """LoRA's targets (with ``model.lora.enabled``) and the trainer strategy (DDP / FSDP)."""
     from gopd.strategy import uses_fsdp
 
     lora = cfg.model.get("lora")
     if lora is not None and lora.get("enabled", False):
-        if not isinstance(lora.get("r"), int) or isinstance(lora.get("r"), bool) or lora.r < 1:
-            raise ConfigError(f"model.lora.r must be an integer >= 1, got {lora.get('r')!r}")
-        if not _number(lora.get("alpha")) or lora.alpha <= 0:
-            raise ConfigError(f"model.lora.alpha must be a number > 0, got {lora.get('alpha')!r}")
-        if not _number(lora.get("dropout")) or not 0 <= lora.dropout < 1:
-            raise ConfigError(f"model.lora.dropout must be a number in [0, 1), got {lora.get('dropout')!r}")
-        targets = lora.get("target_modules")
-        names = [targets] if isinstance(targets, str) else list(targets or [])
-        if not names or any(not isinstance(n, str) or not n for n in names):
-            raise ConfigError(f"model.lora.target_modules must be all-linear or a list of module names, got {targets!r}")
+        targets = lora.target_modules
+        names = [targets] if isinstance(targets, str) else list(targets)
         if any(n.split(".")[-1] in ("lm_head", "embed_tokens") for n in names):
             raise ConfigError("model.lora.target_modules: the LM head and embeddings stay frozen (the sampled-token "
                               "log-probs read the head's weight directly); adapt the linear layers only")
