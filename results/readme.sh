@@ -1,15 +1,18 @@
 #!/usr/bin/env bash
-# The runs behind README.md's "What to expect": each arm it quotes, 3 seeds, on the shipped toy
-# world at the current defaults, through the local SLURM cluster (two one-thread arms at a time),
-# then one table under results/readme/. From the repository root:
-#   bash results/readme.sh                 # ~45 min on 2 cores
+# The runs behind README.md's "What to expect": the main job, the OPD arm and the OPSD top-k arm,
+# 3 seeds each, on the shipped toy world at the current defaults, through the local SLURM cluster
+# (two one-thread arms at a time), then one table under results/readme/; and the main job's seed 0
+# once more with ATen's AVX2 kernels (another float order: how far a processor moves a run).
+# The README's other arms (OPSD with the token estimator; alpha = 2 with full pressure) are the
+# same world's 3-seed arms in results/pressure_v2/. From the repository root:
+#   bash results/readme.sh                 # ~70 min on 2 cores
 #   bash results/readme.sh compare DIR     # only re-make the table from finished runs in DIR
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=.venv/bin/python
 
-compare() {  # DIR -> results/readme/
-  $PY src/compare.py "$1" --name readme --ignore trainer.max_steps --ignore save_final
+compare() {  # DIR -> results/readme/ (the AVX2 rerun is read on its own: the same arm and seed)
+  $PY src/compare.py "$1"/main "$1"/opd "$1"/opsd_topk --name readme --ignore trainer.max_steps --ignore save_final
 }
 
 if [[ ${1:-} == compare ]]; then compare "$2"; exit 0; fi
@@ -17,19 +20,17 @@ if [[ ${1:-} == compare ]]; then compare "$2"; exit 0; fi
 bash slurm/local/cluster.sh up
 eval "$(bash slurm/local/cluster.sh env)"
 OUT=multirun/readme/$(date +%Y-%m-%d_%H-%M-%S)
-S=(seed=0,1,2 +cluster=local logger.progress=false save_final=false experiment=readme)
-arm() {  # NAME OVERRIDES...: one arm's seeds as one Hydra multirun into $OUT/NAME
+S=(+cluster=local logger.progress=false save_final=false)
+arm() {  # NAME OVERRIDES...: one Hydra multirun into $OUT/NAME
   local name=$1; shift
   $PY src/train.py -m "$@" "${S[@]}" hydra.sweep.dir="$OUT/$name" > "$OUT/$name.log" 2>&1 || true  # failures: table.md lists them
 }
 mkdir -p "$OUT"
 start=$(date +%s)
-arm main teacher=hinted pressure=positive alpha=2 &                       # make demo's command
-arm opd teacher=rl_checkpoint estimator=topk &                            # OPD from the RL-checkpoint stand-in
-arm opsd_topk teacher=hinted pressure=positive estimator=topk &           # OPSD, positive pressure, alpha 1
-arm opsd_token teacher=hinted pressure=positive &                         # the same with the token estimator
-arm alpha2_full teacher=hinted alpha=2 &                                  # the main job with full pressure
-arm alpha2_topk teacher=hinted pressure=positive alpha=2 estimator=topk & # the main job with top-k
+arm main teacher=hinted pressure=positive alpha=2 seed=0,1,2 experiment=readme &              # make demo's command
+arm opd teacher=rl_checkpoint estimator=topk seed=0,1,2 experiment=readme &                   # OPD from the RL-checkpoint stand-in
+arm opsd_topk teacher=hinted pressure=positive estimator=topk seed=0,1,2 experiment=readme &  # OPSD, positive pressure, alpha 1
+ATEN_CPU_CAPABILITY=avx2 arm main_avx2 teacher=hinted pressure=positive alpha=2 seed=0 experiment=readme_avx2 &
 wait
 echo "readme runs: $OUT, $(( ($(date +%s) - start) / 60 )) min"
 compare "$OUT"
