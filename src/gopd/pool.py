@@ -74,12 +74,6 @@ class ModelPool:
             self._models[key] = load_model(path, self.dtype, trust_remote_code=self.trust_remote_code).to(self.device)
         return self._models[key]
 
-    def to(self, device: torch.device | str) -> "ModelPool":
-        self.device = torch.device(device)
-        for m in self._models.values():
-            m.to(self.device)
-        return self
-
     def models(self) -> list[torch.nn.Module]:
         return list(self._models.values())
 

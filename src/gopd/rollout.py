@@ -80,8 +80,6 @@ def hf_generate(model, tokenizer, prompt_ids: Sequence[Sequence[int]], *, max_ne
     return torch.where(mask.bool(), completions, torch.full_like(completions, tokenizer.pad_token_id)), mask
 
 
-generate = hf_generate  # the project's generation path
-
 def decode(tokenizer, completion_ids: Tensor, mask: Tensor) -> list[str]:
     return [tokenizer.decode(ids[m.bool()].tolist(), skip_special_tokens=True) for ids, m in zip(completion_ids, mask)]
 
@@ -99,8 +97,8 @@ class HFRollout:
     def sample(self, rows: Sequence[Mapping]) -> RolloutBatch:
         rows = [r for r in rows for _ in range(self.n)]
         prompt_ids = self.prompts.batch_ids(rows)
-        ids, mask = generate(self.model, self.tokenizer, prompt_ids, max_new_tokens=self.max_new_tokens,
-                             greedy=False, temperature=self.temperature, top_p=self.top_p)
+        ids, mask = hf_generate(self.model, self.tokenizer, prompt_ids, max_new_tokens=self.max_new_tokens,
+                                greedy=False, temperature=self.temperature, top_p=self.top_p)
         groups = torch.arange(len(rows) // self.n, device=ids.device).repeat_interleave(self.n)
         return RolloutBatch(rows, prompt_ids, ids, mask, groups)
 

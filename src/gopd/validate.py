@@ -8,14 +8,13 @@ keys (no I/O), then the checks that read paths, tokenizers and data.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 from gopd import hub
 from gopd.pool import is_local, load_tokenizer, looks_like_local_path, resolve_checkpoint
 from gopd.schema import ConfigError, validate_config
 from gopd.teachers import teacher_paths
 
-__all__ = ["ConfigError", "Resources", "check_config", "check_resources", "needs_reference", "needs_teacher"]
+__all__ = ["ConfigError", "Resources", "check_config", "check_resources", "needs_teacher"]
 
 
 def check_config(cfg) -> list[str]:
@@ -83,11 +82,6 @@ def _check_scale(cfg) -> None:
 
 def needs_teacher(cfg) -> bool:
     return cfg.grpo_mix < 1
-
-
-def needs_reference(cfg) -> bool:
-    """The reference matters only when alpha != 1 (it cancels at alpha = 1) and it is not the teacher."""
-    return needs_teacher(cfg) and cfg.alpha != 1 and cfg.reference.name != "teacher"
 
 
 @dataclass

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import collections
 from collections.abc import Iterable
-from pathlib import Path
 
 PRETOKENIZE_REGEX = r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"""
 
@@ -129,9 +128,3 @@ def corpus_texts(rows: Iterable[dict], hint_template: str | None = None) -> Iter
         for field in ("hint_answer", "hint_soft"):
             yield user_content(r["problem"], r[field], template)
         yield r["solution"]
-
-
-def save_tokenizer(tokenizer, path: str | Path) -> Path:
-    path = Path(path)
-    tokenizer.save_pretrained(str(path))
-    return path
