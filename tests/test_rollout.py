@@ -5,7 +5,7 @@ from omegaconf import OmegaConf
 
 from gopd.pool import load_model, load_tokenizer
 from gopd.prompts import PromptBuilder
-from gopd.rollout import build_rollout, completion_mask, generate
+from gopd.rollout import build_rollout, completion_mask, hf_generate
 
 
 def test_completion_mask_stops_after_first_eos():
@@ -17,7 +17,7 @@ def test_greedy_left_padded_batch_matches_unpadded_forward(toy_world_mini):
     model = load_model(str(toy_world_mini / "teacher"))
     tok = load_tokenizer(str(toy_world_mini / "teacher"))
     prompts = PromptBuilder(tok).batch_ids([{"problem": "12+345"}, {"problem": "7*8"}])
-    ids, mask = generate(model, tok, prompts, max_new_tokens=6, greedy=True)
+    ids, mask = hf_generate(model, tok, prompts, max_new_tokens=6, greedy=True)
     for i, p in enumerate(prompts):  # unpadded step-by-step argmax of the same row
         seq = list(p)
         for t in range(int(mask[i].sum())):

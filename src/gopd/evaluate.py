@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 
-from gopd.rollout import decode, generate
+from gopd.rollout import decode, hf_generate
 from gopd.scoring import Scorer
 from gopd.verifier import verify_batch
 
@@ -35,7 +35,7 @@ def _per_row(model, tokenizer, prompts, rows, *, answer_field, domain_field, max
     out = []
     for i in range(0, len(rows), batch_size):
         chunk = rows[i:i + batch_size]
-        ids, mask = generate(model, tokenizer, prompts.batch_ids(chunk), max_new_tokens=max_new_tokens, greedy=True)
+        ids, mask = hf_generate(model, tokenizer, prompts.batch_ids(chunk), max_new_tokens=max_new_tokens, greedy=True)
         ok = verify_batch(decode(tokenizer, ids, mask), [str(r[answer_field]) for r in chunk])
         out += list(zip(ok, mask.sum(-1).tolist()))
     return out
