@@ -201,3 +201,13 @@ def test_wandb_online_without_key_falls_back_to_offline(toy_world_mini, tmp_path
     assert summary["status"] == "completed"
     assert sum("W&B online failed" in r.message for r in caplog.records) == 1
     assert list((tmp_path / "wandb").glob("offline-run-*/run-*.wandb"))
+
+
+def test_code_version_is_the_checkout_commit_and_none_outside_a_checkout(tmp_path):
+    from gopd.runlog import code_version
+
+    head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short=12", "HEAD"], capture_output=True, text=True)
+    if head.returncode == 0:
+        assert code_version().split("+")[0] == head.stdout.strip()
+    (tmp_path / "pyproject.toml").write_text("")  # a folder that is no gopd checkout, even inside a repository
+    assert code_version(tmp_path) is None and code_version(ROOT / "src") is None

@@ -103,9 +103,12 @@ def _wandb(cfg, run_dir: Path, run_name: str, run_id: str | None, mode: str):
 
 
 def code_version(repo: Path = Path(__file__).resolve().parents[2]) -> str | None:
-    """The checkout's commit (short), ``+dirty`` when tracked files differ from it; None outside git."""
+    """The checkout's commit (short), ``+dirty`` when tracked files differ from it; None outside a
+    gopd checkout (an installed wheel: git would answer for whatever repository encloses it)."""
     import subprocess
 
+    if not (repo / "pyproject.toml").is_file() or not (repo / "src" / "gopd").is_dir():
+        return None
     def git(*args: str) -> str:
         return subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, timeout=10, check=True).stdout.strip()
 
