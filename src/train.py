@@ -1,24 +1,10 @@
-"""Train a student by G-OPD mixed with GRPO.
+"""Train a student by G-OPD mixed with GRPO (the same command as ``gopd-train``).
 
     python src/train.py teacher=hinted pressure=positive alpha=2
     python src/train.py --help          # the config groups and their options
 """
 
-from pathlib import Path
-
-import hydra
-from hydra.core.hydra_config import HydraConfig
-from hydra.types import RunMode
-
-
-@hydra.main(version_base="1.3", config_path="../conf", config_name="train")
-def main(cfg) -> None:
-    from gopd.run import run  # heavy imports (torch, lightning) only once a job really runs
-
-    hc = HydraConfig.get()
-    run_name = hc.job.override_dirname or "default"
-    run(cfg, Path(hc.runtime.output_dir), run_name, multirun=hc.mode == RunMode.MULTIRUN)
-
+from gopd.main import main
 
 if __name__ == "__main__":
     main()

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from gopd.compare import main
+from gopd.tools.compare import main
 
 ROOT = Path(__file__).resolve().parents[1]
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -150,7 +150,7 @@ def test_table_means_stds_and_baseline_delta(sweep, tmp_path, monkeypatch):
     md = (out / "table.md").read_text()
     assert "| 1 | 0 | 3 | 4 | 0.200 | 0.400 ± 0.100 | baseline | 0.33 ± 0.17 | 40.0 → 31.0 |" in md
     assert "| 2 | 0 | 3 | 4 | 0.200 | 0.600 ± 0.100 | +0.200 ± 0.082 |" in md
-    assert "python src/compare.py" in md and "--baseline alpha=1,grpo_mix=0" in md  # how to remake it
+    assert "python -m gopd.tools.compare" in md and "--baseline alpha=1,grpo_mix=0" in md  # how to remake it
 
 
 def test_failed_missing_and_never_started_runs_are_listed(sweep, tmp_path, monkeypatch, capsys):
@@ -185,7 +185,7 @@ def step_times():
 
 
 def test_train_seconds_before_each_eval():
-    from gopd.compare import Run, eval_times, train_s, train_seconds_before
+    from gopd.tools.compare import Run, eval_times, train_s, train_seconds_before
 
     df = step_times()
     # eval at step s: the sum over steps 0..s-1; step 0's at 0
@@ -206,7 +206,7 @@ def test_train_seconds_before_each_eval():
 
 
 def test_interpolate_seeds_onto_common_times_up_to_the_shortest():
-    from gopd.compare import interpolate_seeds
+    from gopd.tools.compare import interpolate_seeds
 
     a = [(0.0, 0.2), (4.0, 0.4), (8.0, 0.6)]
     b = [(0.0, 0.2), (10.0, 0.2)]            # longer: cut at 8, a's end; never extrapolated
@@ -384,7 +384,7 @@ def test_group_keys_implied_by_the_group_name_are_not_arm_keys(estimators, tmp_p
 
 
 def test_accuracy_time_panels_one_per_teacher_estimators_as_lines(estimators):
-    from gopd.compare import build, time_panels
+    from gopd.tools.compare import build, time_panels
 
     panels = time_panels(build([estimators]))
     assert [title for title, _ in panels] == ["teacher=hinted", "teacher=rl_checkpoint"]
@@ -470,7 +470,7 @@ def test_estimator_baseline_per_teacher(estimators, tmp_path, monkeypatch):
 
 def test_values_shortened_alike_keep_their_whole_text_in_the_label():
     """Two templates with the same start and end: shortened they would be one label, so neither is."""
-    from gopd.compare import Run, group_arms
+    from gopd.tools.compare import Run, group_arms
 
     a, b = ("{problem}\n" + "x" * 30 + middle + "y" * 30 + "\n{hint}" for middle in ("first", "second"))
     runs = [Run(Path(f"run_{i}"), {"teacher.name": "hinted", "teacher.hint_template": t}, {})
@@ -526,7 +526,7 @@ def test_wandb_run_gets_the_summary_and_a_failed_state(monkeypatch):
 
 
 def cli(cwd: Path, *args) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(ROOT / "src" / "compare.py"), *map(str, args)], cwd=cwd,
+    return subprocess.run([sys.executable, "-m", "gopd.tools.compare", *map(str, args)], cwd=cwd,
                           capture_output=True, text=True, timeout=120)
 
 

@@ -8,7 +8,8 @@ import json
 import pytest
 import torch
 
-from gopd import diagnose, objective
+from gopd import objective
+from gopd.tools import diagnose
 from gopd.data import load_split
 from gopd.pool import load_model, load_tokenizer
 from gopd.prompts import PromptBuilder

@@ -9,8 +9,8 @@ import datasets
 import pytest
 import torch
 
-from gopd import hints
-from gopd.hints import HintError, HintTemplate, clean_hint, load_template, mentions_answer, rewrite
+from gopd.tools import hints
+from gopd.tools.hints import HintError, HintTemplate, clean_hint, load_template, mentions_answer, rewrite
 
 TEMPLATE = HintTemplate(name="t", column="hint_new", prompt="Problem: {problem}\nSolution: {solution}\nHint:",
                         max_new_tokens=6)

@@ -284,7 +284,7 @@ def test_every_default_composes_and_validates(group, option, monkeypatch):
 
     for name in ("load_tokenizer", "resolve_checkpoint", "is_local", "looks_like_local_path"):
         monkeypatch.setattr(f"gopd.validate.{name}", no_io)
-    monkeypatch.setattr("gopd.vllm_rollout.vllm_available", lambda: True)
+    monkeypatch.setattr("gopd.rollout.vllm.vllm_available", lambda: True)
     cfg = composed(f"{group}={option}")
     validate_config(cfg)
     if group == "reference" and cfg.reference.name == "pre_rl" and cfg.reference.path is None:
@@ -316,7 +316,7 @@ def test_the_names_in_the_schema_are_the_code_s():
     from gopd.strategy import DTYPES
     from gopd.teachers import REFERENCES, TEACHERS
     from gopd.toy.build import RECIPES
-    from gopd.vllm_rollout import LOGPROBS_MODES
+    from gopd.rollout.vllm import LOGPROBS_MODES
 
     fields_ = TrainConfig.model_fields
     assert set(schema._tags(fields_["teacher"].annotation)) == set(TEACHERS)

@@ -11,6 +11,7 @@ import torch
 from omegaconf import OmegaConf
 
 from gopd import objective, traces
+from gopd.tools import traces as trace_tool
 from gopd.data import load_split
 from gopd.pool import load_model, load_tokenizer
 from gopd.prompts import PromptBuilder
@@ -79,7 +80,7 @@ def test_maybe_save_writes_due_steps_atomically(step, tmp_path):
     assert traces.maybe_save(cfg, tmp_path, 3, step["batch"], step["tok"], **kw) is None
     path = traces.maybe_save(cfg, tmp_path, 10, step["batch"], step["tok"], **kw)
     assert path == tmp_path / "traces" / "step-000010.jsonl"
-    recs = traces.load_records(tmp_path)
+    recs = trace_tool.load_records(tmp_path)
     assert len(recs) == 3 and recs[0]["step"] == 10 and recs[0]["hint"] is not None
     assert [p.name for p in (tmp_path / "traces").iterdir()] == ["step-000010.jsonl"]  # no temporary left
     off = OmegaConf.create({"alpha": 1.0})
@@ -88,7 +89,7 @@ def test_maybe_save_writes_due_steps_atomically(step, tmp_path):
 
 def test_html_shows_every_token_with_its_values(step):
     recs = records_of(step)
-    page = traces.render_html(recs)
+    page = trace_tool.render_html(recs)
     cards = page.split("<div class='rec'")[1:]
     assert len(cards) == len(recs)
     for rec, card in zip(recs, cards):
@@ -107,7 +108,7 @@ def test_html_escapes_pieces_and_prompts():
     rec = {"step": 0, "rollout": 0, "row_id": "<x>", "prompt": "<script>alert(1)</script>", "hint": "a & b",
            "answer": "1", "reward": 1.0, "alpha": 1.0, "pressure": "full", "ids": [1, 2], "pieces": ["<b>", "'&\""],
            "s": [-1.0, -2.0], "q": [-0.5, -3.0], "r": None, "delta": [0.5, -1.0], "A": [0.5, -1.0], "opd": None}
-    page = traces.render_html([rec])
+    page = trace_tool.render_html([rec])
     assert "<script>" not in page and "<x>" not in page and "a & b" not in page and "'&\"" not in page
     assert ">&lt;b&gt;</span>" in page and ">&#x27;&amp;&quot;</span>" in page
 
@@ -117,16 +118,16 @@ def test_top_tokens_are_sorted_with_their_context():
              "delta": [0.1, 1.396, -0.5], "A": [0.1, 1.396, 0.0], "s": None, "q": None, "r": None, "opd": None},
             {"step": 2, "row_id": "b", "rollout": 1, "pieces": [" modular", " y"],
              "delta": [1.344, -2.0], "A": [1.344, 0.0], "s": None, "q": None, "r": None, "opd": None}]
-    top = traces.top_tokens(recs, k=10)
+    top = trace_tool.top_tokens(recs, k=10)
     assert [t["token"] for t in top] == [" geometric", " modular", "x"]
     assert [t["value"] for t in top] == sorted((t["value"] for t in top), reverse=True)
     assert top[0]["context"] == "x[ geometric] series" and top[0]["row_id"] == "a"
-    neg = traces.top_tokens(recs, k=1, negative=True)
+    neg = trace_tool.top_tokens(recs, k=1, negative=True)
     assert [(t["token"], t["value"]) for t in neg] == [(" y", -2.0)]
 
 
 def test_agreement_table_sums_and_fractions():
-    res = traces.sign_agreement([1.0, 2.0, -1.0, -3.0, 0.0, 0.5], [1.0, -1.0, -1.0, 2.0, 5.0, 0.0])
+    res = trace_tool.sign_agreement([1.0, 2.0, -1.0, -3.0, 0.0, 0.5], [1.0, -1.0, -1.0, 2.0, 5.0, 0.0])
     c = res["counts"]
     assert (c["+"]["+"], c["+"]["-"], c["+"]["0"], c["-"]["+"], c["-"]["-"], c["0"]["+"]) == (1, 1, 1, 1, 1, 1)
     assert sum(sum(row.values()) for row in c.values()) == res["tokens"] == 6
@@ -139,29 +140,29 @@ def test_saved_rollouts_rescored_by_an_rl_teacher(step, toy_world_mini, tmp_path
     recs = records_of(step)
     teacher = load_model(str(toy_world_mini / "teacher"))
     b, pad = step["batch"], step["tok"].pad_token_id
-    q_rl = traces.score_records(recs, teacher, pad, batch_size=3)
+    q_rl = trace_tool.score_records(recs, teacher, pad, batch_size=3)
     direct = completion_logprobs(teacher, b.prompt_ids, b.completion_ids, b.mask, pad)
     for i, qs in enumerate(q_rl):
         assert qs == pytest.approx(direct[i, :len(qs)].tolist(), abs=1e-5)
-    res = traces.records_agreement(recs, q_rl)
+    res = trace_tool.records_agreement(recs, q_rl)
     assert res["tokens"] == b.num_tokens
     delta = objective.token_delta(step["s"], step["q"], step["r"], alpha=2.0)
-    want = traces.tensor_agreement(delta, direct - step["s"], b.mask)
+    want = trace_tool.tensor_agreement(delta, direct - step["s"], b.mask)
     assert res["counts"] == want["counts"]
 
 
 def test_cli_render_top_and_agree(step, toy_world_mini, tmp_path, capsys):
     traces.write_records(tmp_path, 7, records_of(step))
-    assert traces.main(["render", str(tmp_path), "-k", "5"]) == 0
+    assert trace_tool.main(["render", str(tmp_path), "-k", "5"]) == 0
     page = (tmp_path / "traces" / "traces.html").read_text()
     assert page.count("<span class='t'") == step["batch"].num_tokens
     out = capsys.readouterr().out
     assert "top tokens by delta" in out
-    assert traces.main(["top", str(tmp_path / "traces" / "step-000007.jsonl"), "-k", "3"]) == 0
-    assert traces.main(["agree", str(tmp_path), "--teacher", str(toy_world_mini / "teacher"),
+    assert trace_tool.main(["top", str(tmp_path / "traces" / "step-000007.jsonl"), "-k", "3"]) == 0
+    assert trace_tool.main(["agree", str(tmp_path), "--teacher", str(toy_world_mini / "teacher"),
                         "-o", str(tmp_path / "agree.json")]) == 0
     out = capsys.readouterr().out
     assert "| positive (delta > 0) |" in out and "negative pressure" in out
     saved = json.loads((tmp_path / "agree.json").read_text())
     assert saved["tokens"] == step["batch"].num_tokens
-    assert traces.main(["top", str(tmp_path / "nothing")]) == 2
+    assert trace_tool.main(["top", str(tmp_path / "nothing")]) == 2

@@ -59,7 +59,7 @@ DTYPES = ("float32", "bfloat16", "float16")                         # gopd.strat
 TOY_VARIANTS = ("full", "full_v1", "mini")                          # gopd.toy.build.RECIPES
 HINT_WEIGHTS = ("initial", "live", "ema")                           # gopd.teachers.hinted_teacher
 PRESSURES = ("full", "positive", "negative", "reversed")            # gopd.objective.PRESSURES
-LOGPROBS_MODES = ("processed_logprobs", "raw_logprobs")             # gopd.vllm_rollout.LOGPROBS_MODES
+LOGPROBS_MODES = ("processed_logprobs", "raw_logprobs")             # gopd.rollout.vllm.LOGPROBS_MODES
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps", "tpu", "hpu")  # Lightning's accelerator names
 PRECISIONS = (64, 32, 16, "64", "32", "16", "bf16", "64-true", "32-true", "16-true", "bf16-true", "16-mixed",
               "bf16-mixed", "transformer-engine", "transformer-engine-float16")  # Lightning's precision inputs

@@ -44,7 +44,7 @@ def check_config(cfg) -> list[str]:
 
 def _check_vllm(r, trainer) -> None:
     """``rollout=vllm``: vLLM itself (looked up, not imported: ~7 s) and the engine beside the trainer."""
-    from gopd.vllm_rollout import vllm_available
+    from gopd.rollout.vllm import vllm_available
 
     if not vllm_available():
         raise ConfigError("rollout=vllm needs vLLM: pip install -e '.[vllm]' on a GPU machine, "

@@ -1,7 +1,7 @@
 """Compare ablation arms from run directories: a table and plots under ``results/<name>/``.
 
-    python src/compare.py multirun/alpha_x_mix/<time> --baseline alpha=1,grpo_mix=0 --name alpha_x_mix
-    python src/compare.py multirun/pressure/ multirun/pressure_seeds/ --baseline pressure=full
+    python -m gopd.tools.compare multirun/alpha_x_mix/<time> --baseline alpha=1,grpo_mix=0 --name alpha_x_mix
+    python -m gopd.tools.compare multirun/pressure/ multirun/pressure_seeds/ --baseline pressure=full
 
 Reads only what a run writes (README, "Run outputs": ``.hydra/config.yaml``, ``metrics.csv``,
 ``summary.json``), so a comparison is reproducible from the run directories without W&B. Runs
@@ -980,7 +980,7 @@ def console_table(c: Comparison, rows: list[dict]) -> None:
 
 
 def parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="src/compare.py", description=__doc__.split("\n\n")[0],
+    ap = argparse.ArgumentParser(prog="python -m gopd.tools.compare", description=__doc__.split("\n\n")[0],
                                  epilog="Exit codes: 0 written (runs not in the numbers are listed in table.md), "
                                         "2 bad input (no run directories, unknown baseline key).")
     ap.add_argument("paths", nargs="+", type=Path,
@@ -1018,7 +1018,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     name = args.name or default_name(c.runs)
     out = Path("results") / name
-    command = "python src/compare.py " + shlex.join(sys.argv[1:] if argv is None else argv)
+    command = "python -m gopd.tools.compare " + shlex.join(sys.argv[1:] if argv is None else argv)
     rows = table_rows(c)
     written = write(c, rows, out, f"Comparison: {name}", command, args.smooth)
     console_table(c, rows)
@@ -1028,3 +1028,7 @@ def main(argv: list[str] | None = None) -> int:
               f"listed in {out / 'table.md'}")
     print(f"wrote {', '.join(str(p) for p in written)}")
     return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

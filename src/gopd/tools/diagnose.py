@@ -1,7 +1,7 @@
 """Hint-strength diagnostic: pick the hinted teacher's hint before spending GPU hours.
 
-    python -m gopd.diagnose --hints hint_answer hint_solution hint_soft
-    python -m gopd.diagnose --student <ckpt> --data <dir|file|hub> --hints hint hint_structural \\
+    python -m gopd.tools.diagnose --hints hint_answer hint_solution hint_soft
+    python -m gopd.tools.diagnose --student <ckpt> --data <dir|file|hub> --hints hint hint_structural \\
         --alpha 2 --pressure positive --prompts 64 --n 4 --out results/hints/mine
 
 The student samples rollouts once (``n`` per prompt, the trainer's ``HFRollout``); the same
@@ -112,7 +112,7 @@ def hint_table(student, tokenizer, batch, hints: Sequence[str], *, alpha: float 
     from gopd.prompts import DEFAULT_HINT_TEMPLATE, PromptBuilder
     from gopd.rollout import decode
     from gopd.scoring import Route, Scorer
-    from gopd.traces import tensor_agreement
+    from gopd.tools.traces import tensor_agreement
     from gopd.verifier import verify_batch
 
     pad, mask = tokenizer.pad_token_id, batch.mask
@@ -307,7 +307,7 @@ def _quiet_libraries() -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="python -m gopd.diagnose", description=__doc__.split("\n\n")[0],
+    ap = argparse.ArgumentParser(prog="python -m gopd.tools.diagnose", description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     ap.add_argument("--student", default="toy://student", help="student checkpoint (the hinted teacher is its step-0 copy)")
     ap.add_argument("--data", default="toy://data", help="dataset: toy://data, a directory with <split>.parquet|jsonl, a file, or a hub name")

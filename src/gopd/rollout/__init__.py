@@ -1,0 +1,31 @@
+"""Rollout engines: the student samples ``n`` completions per prompt.
+
+Every engine returns a ``RolloutBatch`` (``batch``); the HF engine (``hf``) samples from the
+trainer's own weights (always in sync, no log-probs of its own), the vLLM engine (``vllm``) from
+a colocated engine that is synced after each optimizer step and reports its sampling log-probs.
+"""
+
+from __future__ import annotations
+
+from gopd.prompts import PromptBuilder
+from gopd.rollout.batch import RolloutBatch, completion_mask, decode, left_pad, logp_gap_metrics, right_pad
+from gopd.rollout.hf import HFRollout, build_hf_rollout, hf_generate
+
+__all__ = ["ROLLOUTS", "HFRollout", "RolloutBatch", "build_rollout", "completion_mask", "decode", "hf_generate",
+           "left_pad", "logp_gap_metrics", "right_pad"]
+
+
+def _vllm(cfg, model, tokenizer, prompts: PromptBuilder):
+    from gopd.rollout.vllm import build_vllm_rollout  # imports vLLM (~7 s) only when rollout=vllm
+
+    return build_vllm_rollout(cfg, model, tokenizer, prompts)
+
+
+ROLLOUTS = {"hf": build_hf_rollout, "vllm": _vllm}
+
+
+def build_rollout(cfg, model, tokenizer, prompts: PromptBuilder):
+    name = cfg.rollout.name
+    if name not in ROLLOUTS:
+        raise ValueError(f"rollout must be one of {', '.join(ROLLOUTS)}, got {name!r}")
+    return ROLLOUTS[name](cfg, model, tokenizer, prompts)

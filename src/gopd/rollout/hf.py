@@ -1,0 +1,61 @@
+"""The Hugging Face engine: ``generate`` on the trainer's own weights (always in sync)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import torch
+from torch import Tensor
+
+from gopd.prompts import PromptBuilder
+from gopd.rollout.batch import RolloutBatch, completion_mask, left_pad
+
+
+@torch.no_grad()
+def hf_generate(model, tokenizer, prompt_ids: Sequence[Sequence[int]], *, max_new_tokens: int,
+                greedy: bool, temperature: float = 1.0, top_p: float = 1.0) -> tuple[Tensor, Tensor]:
+    """Batched ``generate`` with left padding -> (completion ids ``[B, T]``, mask ``[B, T]``).
+
+    ``generate`` derives position ids from the attention mask, as ``scoring.pack`` does, so
+    left padding changes nothing. (A hand-written KV-cache loop was measured only 5% faster
+    on the toy model: not worth leaving the library for.)
+    """
+    device = next(model.parameters()).device
+    ids, attn = left_pad(prompt_ids, tokenizer.pad_token_id, device)
+    was_training = model.training
+    model.eval()
+    kwargs = dict(do_sample=False) if greedy else dict(do_sample=True, temperature=temperature, top_p=top_p, top_k=0)
+    out = model.generate(input_ids=ids, attention_mask=attn, max_new_tokens=max_new_tokens,
+                         pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id, **kwargs)
+    model.train(was_training)
+    completions = out[:, ids.shape[1]:]
+    mask = completion_mask(completions, tokenizer.eos_token_id)
+    return torch.where(mask.bool(), completions, torch.full_like(completions, tokenizer.pad_token_id)), mask
+
+
+class HFRollout:
+    """Samples with Hugging Face ``generate`` on the live student (no weight sync needed)."""
+
+    name = "hf"
+
+    def __init__(self, model, tokenizer, prompts: PromptBuilder, *, n: int, max_new_tokens: int,
+                 temperature: float = 1.0, top_p: float = 1.0):
+        self.model, self.tokenizer, self.prompts = model, tokenizer, prompts
+        self.n, self.max_new_tokens, self.temperature, self.top_p = n, max_new_tokens, temperature, top_p
+
+    def sample(self, rows: Sequence[Mapping]) -> RolloutBatch:
+        rows = [r for r in rows for _ in range(self.n)]
+        prompt_ids = self.prompts.batch_ids(rows)
+        ids, mask = hf_generate(self.model, self.tokenizer, prompt_ids, max_new_tokens=self.max_new_tokens,
+                                greedy=False, temperature=self.temperature, top_p=self.top_p)
+        groups = torch.arange(len(rows) // self.n, device=ids.device).repeat_interleave(self.n)
+        return RolloutBatch(rows, prompt_ids, ids, mask, groups)
+
+    def sync(self, model) -> None:
+        """Nothing to do: HF generate reads the trainer's weights directly."""
+
+
+def build_hf_rollout(cfg, model, tokenizer, prompts: PromptBuilder) -> HFRollout:
+    r = cfg.rollout
+    return HFRollout(model, tokenizer, prompts, n=r.n, max_new_tokens=r.max_new_tokens,
+                     temperature=r.temperature, top_p=r.top_p)

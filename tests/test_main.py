@@ -1,0 +1,33 @@
+"""The command lines: ``gopd-train`` is ``python src/train.py``; every console script resolves."""
+
+from __future__ import annotations
+
+import importlib
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPTS = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+
+
+def composed(*cmd: str) -> str:
+    out = subprocess.run([*cmd, "teacher=hinted", "alpha=2", "--cfg", "job"], capture_output=True, text=True,
+                         cwd=ROOT, timeout=120)
+    assert out.returncode == 0, out.stderr
+    return out.stdout
+
+
+def test_entry_point_and_script_compose_the_same_job():
+    job = composed(sys.executable, "-m", "gopd.main")
+    assert job == composed(sys.executable, str(ROOT / "src" / "train.py"))
+    assert "alpha: 2" in job
+
+
+@pytest.mark.parametrize("name", sorted(SCRIPTS))
+def test_console_script_targets_exist(name):
+    module, _, attr = SCRIPTS[name].partition(":")
+    assert callable(getattr(importlib.import_module(module), attr))
