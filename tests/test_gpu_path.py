@@ -295,7 +295,7 @@ def test_lora_step0_student_is_one_copy_of_the_base(standin, deepmath_dir, one_t
             if "lora_B" in n:
                 p.normal_(0, 0.5)
     pool = ModelPool("float32")
-    ctx = Context(student=student, student_path=str(standin), tokenizer=tok, pool=pool, toy_variant="full",
+    ctx = Context(student=student, student_path=str(standin), tokenizer=tok, pool=pool,
                   problem_field=cfg.data.problem_field, domain_field=cfg.data.domain_field, chunk_size=64,
                   prompt_style=prompt_style(cfg))
     teacher = TEACHERS["hinted"](cfg, ctx)

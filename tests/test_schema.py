@@ -282,8 +282,9 @@ def test_every_default_composes_and_validates(group, option, monkeypatch):
     def no_io(*args, **kwargs):
         raise AssertionError("check_config must not read checkpoints or data")
 
-    for name in ("load_tokenizer", "resolve_checkpoint", "is_local", "looks_like_local_path"):
+    for name in ("load_tokenizer", "is_local", "looks_like_local_path"):
         monkeypatch.setattr(f"gopd.validate.{name}", no_io)
+    monkeypatch.setattr("gopd.toy.config.ensure_toy_world", no_io)  # nor build or locate a toy world
     monkeypatch.setattr("gopd.rollout.vllm.vllm_available", lambda: True)
     cfg = composed(f"{group}={option}")
     validate_config(cfg)

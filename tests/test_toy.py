@@ -403,3 +403,27 @@ def test_world_label_names_the_world_a_path_lies_in(toy_world_mini, tmp_path):
     full = B.load_manifest(B.SHIPPED_ROOT / "full")
     assert B.world_label(B.SHIPPED_ROOT / "full" / "teacher") == f"full@{full['recipe_hash']}"
     assert B.world_label(tmp_path) is None and B.world_label(None) is None and B.world_label("Qwen/Qwen3-1.7B") is None
+
+
+def test_config_toy_paths_become_plain_paths_once(toy_world_mini):
+    """``toy://`` values anywhere in a config (lists and dicts included) become paths in the
+    world ``model.toy_variant`` names; other values, interpolations included, stay as written."""
+    from omegaconf import OmegaConf
+
+    from gopd.toy.config import resolve_toy_paths, toy_uris
+
+    cfg = OmegaConf.create({"model": {"path": "toy://student", "toy_variant": "mini"},
+                            "teacher": {"experts": {"add": "toy://expert_add", "mul": "Qwen/Qwen3-8B"}},
+                            "data": {"path": "toy://data"}, "more": ["toy://teacher", 3],
+                            "reference": {"path": "${model.path}"}})
+    assert [k for k, _ in toy_uris(cfg)] == [("model", "path"), ("teacher", "experts", "add"), ("data", "path"),
+                                              ("more", 0)]
+    out = resolve_toy_paths(cfg)
+    assert out.model.path == str(toy_world_mini / "student") == out.reference.path
+    assert out.teacher.experts.add == str(toy_world_mini / "expert_add") and out.teacher.experts.mul == "Qwen/Qwen3-8B"
+    assert out.data.path == str(toy_world_mini / "data") and out.more[0] == str(toy_world_mini / "teacher")
+    assert cfg.model.path == "toy://student" and toy_uris(out) == []  # the input is left as it was
+    cfg.teacher.experts.add = "toy://nope"
+    with pytest.raises(ValueError, match=r"^teacher\.experts\.add: toy://nope is not in the toy world 'mini' "
+                                         r"\(toy:// names: .*student.*\)$"):
+        resolve_toy_paths(cfg)

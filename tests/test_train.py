@@ -156,6 +156,7 @@ def train_cli(tmp_path, *overrides):
         (["reference=pre_rl", "alpha=2"], "reference.path is required for reference=pre_rl"),
         (["teacher=rl_checkpoint", "teacher.path=./no/such/ckpt"], "teacher.path: no checkpoint at"),
         (["model.path=/no/such/student"], "model.path: no checkpoint at"),
+        (["teacher=rl_checkpoint", "teacher.path=toy://no_such"], "teacher.path: toy://no_such is not in the toy world 'mini'"),
         (["teacher.hint_field=hint_oracle"], "teacher.hint_field: column 'hint_oracle' is not in the data"),
         (["teacher=domain_experts", "~teacher.experts.mul"], "no expert for domain 'mul'"),
     ],

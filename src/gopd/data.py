@@ -20,7 +20,6 @@ from pathlib import Path
 
 from torch.utils.data import IterableDataset
 
-from gopd.pool import resolve_checkpoint
 
 log = logging.getLogger("gopd")
 
@@ -49,14 +48,14 @@ def _builder(file: Path) -> str:
     return file.suffix.lstrip(".").replace("jsonl", "json")
 
 
-def load_split(path: str, split: str, toy_variant: str = "full"):
+def load_split(path: str, split: str):
     """One split as a ``datasets.Dataset``: from ``DIR/<split>.{parquet,jsonl,json,csv}``, a single
     file, or ``datasets.load_dataset(path, split=split)`` (hub name or dataset directory).
     ``split`` may be sliced (``train[:500]``)."""
     import datasets
 
     name, part = _split_parts(split)
-    resolved = Path(resolve_checkpoint(path, toy_variant)).expanduser()
+    resolved = Path(path).expanduser()
     if resolved.is_dir() and (f := _files_in(resolved, name)):
         return datasets.load_dataset(_builder(Path(f)), data_files=f, split=f"train{part}")
     if resolved.is_file():
@@ -113,13 +112,13 @@ def prepare(dataset, d):
     return dataset
 
 
-def load_splits(d, toy_variant: str = "full"):
+def load_splits(d):
     """(train, test) of a data config: each split prepared; without ``data.test_split`` the last
     ``data.holdout`` problems of a fixed shuffle of the train split are the test set."""
-    train = prepare(load_split(d.path, d.train_split, toy_variant), d)
+    train = prepare(load_split(d.path, d.train_split), d)
     test_split = d.get("test_split")
     if test_split:
-        return train, prepare(load_split(d.path, test_split, toy_variant), d)
+        return train, prepare(load_split(d.path, test_split), d)
     n = int(d.get("holdout") or 0)
     if n <= 0 or n >= len(train):
         raise ValueError(f"data.holdout must be in [1, {len(train) - 1}] when data.test_split is null, got {n}")

@@ -1,4 +1,4 @@
-"""Checkpoints: path resolution and a pool that loads each distinct frozen model once."""
+"""Checkpoints: loading, naming, and a pool that loads each distinct frozen model once."""
 
 from __future__ import annotations
 
@@ -7,15 +7,6 @@ from pathlib import Path
 import torch
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-
-
-def resolve_checkpoint(path: str, toy_variant: str = "full") -> str:
-    """``toy://NAME`` -> the built toy world's directory (built on first use); others unchanged."""
-    if isinstance(path, str) and path.startswith("toy://"):
-        from gopd.toy.build import resolve_path
-
-        return resolve_path(path, toy_variant)
-    return path
 
 
 def is_local(path: str) -> bool:

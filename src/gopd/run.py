@@ -54,6 +54,7 @@ def run(cfg, run_dir: Path, run_name: str, *, multirun: bool = False) -> dict:
         return done
     try:
         warnings = check_config(cfg)
+        cfg = resolve_paths(cfg)  # explicit: may build a (non-shipped) toy world
         _quiet_libraries()
         resources = check_resources(cfg)
     except ConfigError as e:
@@ -82,6 +83,17 @@ def run(cfg, run_dir: Path, run_name: str, *, multirun: bool = False) -> dict:
         write_summary(run_dir, summary)
     session.forward_signal()
     return summary
+
+
+def resolve_paths(cfg):
+    """``toy://`` values -> plain paths (the core never sees a toy variant); a bad name is a ConfigError."""
+    from gopd.toy.config import resolve_toy_paths
+    from gopd.validate import ConfigError
+
+    try:
+        return resolve_toy_paths(cfg)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
 
 
 class Session:
@@ -184,7 +196,7 @@ class Session:
                                   and not checkpoints_activations(cfg.trainer)).train()  # LoRA, checkpointing
         pool = ModelPool(cfg.model.dtype, trust_remote_code=remote)
         ctx = Context(student=student, student_path=res.student_path, tokenizer=res.tokenizer, pool=pool,
-                      toy_variant=cfg.model.get("toy_variant", "full"), problem_field=cfg.data.problem_field,
+                      problem_field=cfg.data.problem_field,
                       domain_field=cfg.data.domain_field, chunk_size=cfg.loss.chunk_size, prompt_style=prompt_style(cfg))
         teacher = reference = None
         if needs_teacher(cfg):
@@ -223,11 +235,10 @@ class Session:
 
 def _provenance(cfg, res) -> dict:
     """What a result depends on beyond its config: the toy world's identity (when one is used) and the code."""
-    from gopd.pool import resolve_checkpoint
     from gopd.runlog import code_version
     from gopd.toy.build import world_label
 
-    world = world_label(res.student_path) or world_label(resolve_checkpoint(str(cfg.data.path), cfg.model.get("toy_variant", "full")))
+    world = world_label(res.student_path) or world_label(str(cfg.data.path))
     return {"world": world, "code": code_version()}
 
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import torch
 
 from gopd.lora import AdapterDisabled, has_lora
-from gopd.pool import ModelPool, checkpoint_key, resolve_checkpoint
+from gopd.pool import ModelPool, checkpoint_key
 from gopd.prompts import PromptBuilder
 from gopd.scoring import EMA, Route, Scorer
 
@@ -24,7 +24,6 @@ class Context:
     student_path: str
     tokenizer: object
     pool: ModelPool
-    toy_variant: str
     problem_field: str
     domain_field: str
     chunk_size: int
@@ -37,11 +36,9 @@ class Context:
     def frozen(self, path: str) -> torch.nn.Module:
         """The frozen model of checkpoint ``path``, loaded once. With a LoRA student, its own
         checkpoint is the student with the adapters off (``lora.AdapterDisabled``): no second copy."""
-        resolved = resolve_checkpoint(path, self.toy_variant)
-        own = resolve_checkpoint(self.student_path, self.toy_variant)
-        if has_lora(self.student) and checkpoint_key(resolved) == checkpoint_key(own):
+        if has_lora(self.student) and checkpoint_key(path) == checkpoint_key(self.student_path):
             return AdapterDisabled(self.student)
-        return self.pool.get(resolved)
+        return self.pool.get(path)
 
 
 def hinted_teacher(cfg, ctx: Context) -> Scorer:

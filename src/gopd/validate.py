@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from gopd import hub
-from gopd.pool import is_local, load_tokenizer, looks_like_local_path, resolve_checkpoint
+from gopd.pool import is_local, load_tokenizer, looks_like_local_path
 from gopd.schema import ConfigError, validate_config
 from gopd.teachers import teacher_paths
 
@@ -94,11 +94,7 @@ class Resources:
     test: object
 
 
-def _checkpoint(key: str, path: str, toy_variant: str) -> str:
-    try:
-        resolved = resolve_checkpoint(path, toy_variant)
-    except FileNotFoundError as e:
-        raise ConfigError(f"{key}: {e}") from None
+def _checkpoint(key: str, resolved: str) -> str:
     if not is_local(resolved) and looks_like_local_path(resolved):
         raise ConfigError(f"{key}: no checkpoint at {resolved!r} (a directory with config.json, or a hub name org/name)")
     if hub.is_hub_name(resolved) and not hub.online() and not hub.cached_model(resolved):
@@ -129,19 +125,20 @@ def _same_vocab(key: str, path: str, student_tok, remote: bool) -> None:
 
 
 def check_resources(cfg) -> Resources:
-    """Checks that read checkpoints' tokenizers and the data (never a model's weights)."""
-    variant = cfg.model.get("toy_variant", "full")
-    student = _checkpoint("model.path", cfg.model.path, variant)
+    """Checks that read checkpoints' tokenizers and the data (never a model's weights).
+
+    ``cfg``'s paths are plain paths or hub names (``toy://`` resolved before: ``gopd.run.resolve_paths``)."""
+    student = _checkpoint("model.path", cfg.model.path)
     remote = bool(cfg.model.get("trust_remote_code", False))
     tokenizer = _tokenizer("model.path", student, remote)
     others = dict(teacher_paths(cfg)) if needs_teacher(cfg) else {}
     if cfg.reference.name == "pre_rl":
         others["reference.path"] = cfg.reference.path  # checked even when alpha = 1 makes it unused
     for key, path in others.items():
-        _same_vocab(key, _checkpoint(key, path, variant), tokenizer, remote)
+        _same_vocab(key, _checkpoint(key, path), tokenizer, remote)
 
     d = cfg.data
-    splits = dict(zip(("train_split", "test_split"), _load_data(d, variant)))
+    splits = dict(zip(("train_split", "test_split"), _load_data(d)))
     for key in ("train_split", "test_split"):
         if len(splits[key]) == 0:
             raise ConfigError(f"data.{key}: split {d.get(key)!r} of {d.path!r} is empty"
@@ -158,13 +155,13 @@ def check_resources(cfg) -> Resources:
     return Resources(student, tokenizer, splits["train_split"], splits["test_split"])
 
 
-def _load_data(d, variant: str):
+def _load_data(d):
     """(train, test) through the data config's mapping; a hub dataset needs the network or the cache."""
     from gopd.data import load_splits
 
     remote = hub.is_hub_name(str(d.path)) and not hub.online()
     try:
-        return load_splits(d, variant)
+        return load_splits(d)
     except (OSError, ValueError) as e:  # FileNotFoundError, ConnectionError (hub), bad split / mapping
         if remote:
             raise ConfigError(f"data.path: {d.path!r} is a Hugging Face hub dataset that is not in the local cache "

@@ -50,18 +50,19 @@ def main(argv: list[str] | None = None) -> None:
     import torch
 
     from gopd.data import load_split
-    from gopd.pool import load_model, load_tokenizer, resolve_checkpoint
+    from gopd.pool import load_model, load_tokenizer
     from gopd.prompts import PromptBuilder
     from gopd.rollout import build_rollout
+    from gopd.run import resolve_paths
 
     torch.set_num_threads(a.threads)
     datasets.disable_progress_bars()
     base = [f"model.toy_variant={a.variant}", *a.overrides]
-    hf_cfg, vllm_cfg = _compose(base + ["rollout=hf"]), _compose(base + ["rollout=vllm"])
-    student_path = resolve_checkpoint(hf_cfg.model.path, a.variant)
+    hf_cfg, vllm_cfg = (resolve_paths(_compose(base + [f"rollout={r}"])) for r in ("hf", "vllm"))
+    student_path = hf_cfg.model.path
     tokenizer = load_tokenizer(student_path)
     student = load_model(student_path, hf_cfg.model.dtype)
-    rows = load_split(hf_cfg.data.path, hf_cfg.data.train_split, a.variant)
+    rows = load_split(hf_cfg.data.path, hf_cfg.data.train_split)
     rows = rows.select(range(hf_cfg.rollout.prompts_per_step)).to_list()
     prompts = PromptBuilder(tokenizer, problem_field=hf_cfg.data.problem_field)
 

@@ -163,10 +163,9 @@ class VLLMRollout:
 
 def build_vllm_rollout(cfg, model, tokenizer, prompts: PromptBuilder) -> VLLMRollout:
     """The engine on the student checkpoint (``model.path``), sampling as ``cfg.rollout`` says."""
-    from gopd.pool import resolve_checkpoint
 
     r = cfg.rollout
-    path = resolve_checkpoint(cfg.model.path, cfg.model.get("toy_variant", "full"))
+    path = cfg.model.path
     llm = build_engine(path, r, trust_remote_code=bool(cfg.model.get("trust_remote_code", False)))
     return VLLMRollout(llm, model, tokenizer, prompts, n=r.n, max_new_tokens=r.max_new_tokens,
                        temperature=r.temperature, top_p=r.top_p, sleep=bool(r.enable_sleep_mode))

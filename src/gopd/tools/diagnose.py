@@ -385,21 +385,22 @@ def _run(args) -> int:
     import torch
 
     from gopd.data import load_split
-    from gopd.pool import load_model, load_tokenizer, resolve_checkpoint
+    from gopd.pool import load_model, load_tokenizer
+    from gopd.toy import resolve_path
 
     _quiet_libraries()
     t0 = time.perf_counter()
     device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
-    ds = load_split(args.data, args.split, args.toy_variant)
+    ds = load_split(resolve_path(args.data, args.toy_variant), args.split)
     missing = [h for h in args.hints if h not in ds.column_names]
     if missing:
         raise ValueError(f"--hints: column(s) {', '.join(missing)} not in the data (columns: {', '.join(ds.column_names)})")
-    path = resolve_checkpoint(args.student, args.toy_variant)
+    path = resolve_path(args.student, args.toy_variant)
     tok = load_tokenizer(path)
     student = load_model(path, args.dtype).to(device)
 
     def other(p):
-        return load_model(resolve_checkpoint(p, args.toy_variant), args.dtype).to(device)
+        return load_model(resolve_path(p, args.toy_variant), args.dtype).to(device)
 
     ref_model = None if args.reference in REFERENCES else other(args.reference)
     opd_teacher = None if args.opd_teacher is None else other(args.opd_teacher)
@@ -414,7 +415,7 @@ def _run(args) -> int:
                        answer_field=args.answer_field, score_per_call=args.batch_size)
     student_row = {"hint": "(student)"}
     if args.eval_problems > 0:
-        test = load_split(args.data, args.eval_split, args.toy_variant)
+        test = load_split(resolve_path(args.data, args.toy_variant), args.eval_split)
         test_rows = test.select(range(min(args.eval_problems, len(test)))).to_list()
         acc = accuracies(student, tok, test_rows, args.hints, hint_template=args.hint_template,
                          problem_field=args.problem_field, answer_field=args.answer_field,

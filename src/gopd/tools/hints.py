@@ -129,9 +129,10 @@ class HFGenerator:
     def __init__(self, path: str, *, toy_variant: str = "full", dtype: str = "float32", device: str = "cpu",
                  max_new_tokens: int = 256, temperature: float = 0.0, top_p: float = 1.0, system: str | None = None,
                  trust_remote_code: bool = False):
-        from gopd.pool import load_model, load_tokenizer, resolve_checkpoint
+        from gopd.pool import load_model, load_tokenizer
+        from gopd.toy import resolve_path
 
-        resolved = resolve_checkpoint(path, toy_variant)
+        resolved = resolve_path(path, toy_variant)
         self.tokenizer = load_tokenizer(resolved, trust_remote_code=trust_remote_code)
         self.model = load_model(resolved, dtype, trust_remote_code=trust_remote_code).to(device)
         self.max_new_tokens, self.temperature, self.top_p, self.system = max_new_tokens, temperature, top_p, system
@@ -336,11 +337,11 @@ def rewrite(data: str, out: str | Path, template: HintTemplate, *, generator: st
     loads ``generator`` once, on the first split with work left.
     """
     from gopd.data import load_split
-    from gopd.pool import resolve_checkpoint
+    from gopd.toy import resolve_path
 
     out = Path(out).expanduser()
     column = column or template.column
-    src = Path(resolve_checkpoint(data, toy_variant)).expanduser()
+    src = Path(resolve_path(data, toy_variant)).expanduser()
     if src.exists() and (src if src.is_dir() else src.parent).resolve() == out.resolve():
         raise HintError(f"--out {out} is the input's directory: write the rewritten dataset elsewhere")
     if engine not in ENGINES and make_generator is None:
@@ -364,7 +365,7 @@ def rewrite(data: str, out: str | Path, template: HintTemplate, *, generator: st
     # Load and check every split before generating anything: a bad row in `test` fails in seconds.
     datasets_by_split = {}
     for split in splits:
-        ds = load_split(data, split, toy_variant)
+        ds = load_split(str(src) if src.exists() else data, split)
         if limit is not None:
             ds = ds.select(range(min(limit, len(ds))))
         check_split(ds, split, template, column=column, solution_field=solution_field, id_field=id_field,

@@ -307,11 +307,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     import transformers
 
-    from gopd.pool import load_model, load_tokenizer, resolve_checkpoint
+    from gopd.pool import load_model, load_tokenizer
+    from gopd.toy import resolve_path
 
     transformers.utils.logging.disable_progress_bar()
     transformers.utils.logging.set_verbosity_error()
-    path = resolve_checkpoint(args.teacher, args.toy_variant)
+    path = resolve_path(args.teacher, args.toy_variant)
     tok = load_tokenizer(path)
     model = load_model(path, args.dtype)
     res = records_agreement(records, score_records(records, model, tok.pad_token_id))
