@@ -1,10 +1,54 @@
-"""Shared fixtures: the miniature toy world, built once per session in a private cache."""
+"""Shared by the tests: the miniature toy world (built once per session in a private cache), the
+overrides that run the trainer on it in seconds, and the ways the tests compose and start it."""
 
 from __future__ import annotations
 
 import os
+import sys
+from pathlib import Path
 
 import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+CONF = ROOT / "conf"
+TRAIN = ROOT / "src" / "train.py"
+
+# Two steps on the miniature toy world, nothing written that a test does not read.
+MINI = [
+    "model.toy_variant=mini",
+    "trainer.max_steps=2",
+    "eval.n_problems=8",
+    "eval.every_n_steps=0",
+    "rollout.max_new_tokens=12",
+    "rollout.prompts_per_step=2",
+    "rollout.n=2",
+    "logger.wandb.mode=disabled",
+    "logger.progress=false",
+    "save_final=false",
+]
+
+
+def key_of(override: str) -> str:
+    return override.split("=", 1)[0].lstrip("+~")
+
+
+def overridden(base, *extra: str) -> list[str]:
+    """``base`` with ``extra`` in place of the entries that set the same keys (Hydra refuses a key twice)."""
+    keys = {key_of(o) for o in extra}
+    return [o for o in base if key_of(o) not in keys] + list(extra)
+
+
+def compose_train(*overrides: str, hydra: bool = False):
+    """``conf/train.yaml`` composed with ``overrides`` (and Hydra's own node when ``hydra``)."""
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        return compose("train", overrides=list(overrides), return_hydra_config=hydra)
+
+
+def train_cmd(*overrides: str) -> list[str]:
+    """``python src/train.py <overrides>``, as a user runs it."""
+    return [sys.executable, str(TRAIN), *overrides]
 
 
 @pytest.fixture(scope="session")

@@ -12,7 +12,7 @@ from gopd import objective
 from gopd.estimators import ESTIMATORS, Settings, TokenEstimator, VocabEstimator, build_estimator, mixed_loss, sampled_scores
 from gopd.rollout import RolloutBatch
 
-from test_train import compose_cfg
+from test_train import compose_cfg  # the miniature world's config
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

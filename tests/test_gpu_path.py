@@ -19,7 +19,8 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 from test_data import deepmath_rows
-from test_train import MINI, read_metrics
+from conftest import MINI
+from test_train import read_metrics
 
 ROOT = Path(__file__).resolve().parents[1]
 VOCAB = 32_000

@@ -7,7 +7,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -15,20 +14,18 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from conftest import MINI, ROOT, overridden, train_cmd
+
 from gopd import checkpoint
 
-ROOT = Path(__file__).resolve().parents[1]
-RUN = [
-    "model.toy_variant=mini", "trainer.max_steps=8", "checkpoint.every_n_steps=2", "eval.every_n_steps=4",
-    "eval.n_problems=8", "rollout.max_new_tokens=12", "rollout.prompts_per_step=2", "rollout.n=2",
-    "logger.wandb.mode=offline", "logger.progress=false", "alpha=2", "pressure=full", "grpo_mix=0.5",
-    "optim.warmup_steps=3",
-]
+RUN = overridden(MINI, "trainer.max_steps=8", "checkpoint.every_n_steps=2", "eval.every_n_steps=4",
+                 "logger.wandb.mode=offline", "save_final=true", "alpha=2", "pressure=full", "grpo_mix=0.5",
+                 "optim.warmup_steps=3")
 
 
 def start(run_dir: Path, *extra) -> subprocess.Popen:
     env = {**os.environ, "WANDB_DIR": str(run_dir)}
-    cmd = [sys.executable, str(ROOT / "src" / "train.py"), *RUN, f"hydra.run.dir={run_dir}", *extra]
+    cmd = train_cmd(*RUN, f"hydra.run.dir={run_dir}", *extra)
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
 
 

@@ -13,21 +13,20 @@ import math
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
+from conftest import MINI, ROOT, overridden, train_cmd
 from hydra import compose, initialize_config_dir
 
 from gopd.pool import load_model, load_tokenizer
 from gopd.prompts import PromptBuilder
 from gopd.rollout import completion_mask
 from gopd.scoring import completion_logprobs, pack
-from gopd.validate import ConfigError, check_config
 from gopd.rollout.vllm import VLLMRollout, build_engine, vllm_available
+from gopd.validate import ConfigError, check_config
 
-ROOT = Path(__file__).resolve().parents[1]
 TOL = 1e-4  # fp32 engine vs fp32 trainer: measured ~5e-7
 
 pytestmark = pytest.mark.slow
@@ -168,12 +167,10 @@ def train_vllm(run_dir: Path, *overrides: str) -> subprocess.CompletedProcess:
     ``optim.lr=1e-3``: one step then moves the student's log-probs by ~2e-2, so an engine left
     on older weights shows a gap 20x above the 1e-3 the checks allow (measured: ~1e-6 in sync).
     """
-    args = ["rollout=vllm", "model.toy_variant=mini", "eval.n_problems=8", "eval.every_n_steps=0",
-            "rollout.max_new_tokens=12", "rollout.prompts_per_step=2", "rollout.n=2", "grpo_mix=0.5",
-            "optim.lr=1e-3", "checkpoint.every_n_steps=1", "logger.wandb.mode=disabled", "logger.progress=false",
-            "save_final=false", f"hydra.run.dir={run_dir}", *overrides]
+    args = overridden(MINI, "rollout=vllm", "grpo_mix=0.5", "optim.lr=1e-3", "checkpoint.every_n_steps=1",
+                      f"hydra.run.dir={run_dir}", *overrides)
     env = {**os.environ, "WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, str(ROOT / "src" / "train.py"), *args], capture_output=True, text=True,
+    return subprocess.run(train_cmd(*args), capture_output=True, text=True,
                           env=env, cwd=run_dir, timeout=600)
 
 

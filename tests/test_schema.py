@@ -9,7 +9,6 @@ import functools
 import os
 import re
 import subprocess
-import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Literal, get_args, get_origin
@@ -27,7 +26,8 @@ from gopd.validate import ConfigError, check_config
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
-GROUPS = ("model", "data", "teacher", "reference", "pressure", "estimator", "rollout", "optim", "trainer", "logger")
+GROUPS = ("model", "data", "teacher", "reference", "pressure", "estimator", "rollout", "optim", "trainer", "logger",
+          "callbacks")
 OPTIONS = [(g, p.stem) for g in GROUPS for p in sorted((CONF / g).glob("*.yaml"))]
 
 
@@ -178,8 +178,9 @@ def extra_key_cases():
             key = f"{prefix}bogus_key"
             if (key, model) not in seen:
                 seen.add((key, model))
-                yield pytest.param(overrides, key, model.model_config.get("extra") == "allow",
-                                   id=f"{key}|{model.__name__}|{','.join(overrides)}")
+                kind = ("components" if issubclass(model, schema.Components)
+                        else "allowed" if model.model_config.get("extra") == "allow" else "forbidden")
+                yield pytest.param(overrides, key, kind, id=f"{key}|{model.__name__}|{','.join(overrides)}")
 
 
 def with_value(overrides, key, value):
@@ -213,15 +214,20 @@ def test_every_bad_value_is_a_one_line_error_naming_its_key(overrides, key, valu
     assert "pydantic" not in msg and "validation error" not in msg.lower(), msg
 
 
-@pytest.mark.parametrize("overrides,key,allowed", list(extra_key_cases()))
-def test_unknown_keys_are_errors_where_every_key_is_known(overrides, key, allowed):
+@pytest.mark.parametrize("overrides,key,kind", list(extra_key_cases()))
+def test_unknown_keys_are_errors_where_every_key_is_known(overrides, key, kind):
     cfg = with_value(overrides, key, 1)
-    if allowed:  # trainer: any Lightning Trainer keyword; a strategy node: the strategy's keyword arguments
+    if kind == "allowed":  # trainer: any Lightning Trainer keyword; a strategy node: the strategy's keyword arguments
         validate_config(cfg)
         return
     with pytest.raises(ConfigError) as e:
         check_config(cfg)
     msg = str(e.value)
+    if kind == "components":  # logger, callbacks: an added entry is one more _target_ node (or null)
+        assert "\n" not in msg and msg.startswith(f"{key} must be a _target_ node"), msg
+        validate_config(with_value(overrides, key, {"_target_": "package.module.Thing"}))
+        validate_config(with_value(overrides, key, None))
+        return
     assert "\n" not in msg and msg.startswith(f"{key} is not a key of "), msg
     assert "(keys: " in msg
 
@@ -335,10 +341,10 @@ def test_the_names_in_the_schema_are_the_code_s():
                                       "rollout.temperature=-1", "rollout.top_p=1.5", "loss.chunk_size=0",
                                       "eval.batch_size=0", "loss.tis_cap=-1"])
 def test_a_bad_value_exits_2_with_one_line_before_anything_loads(tmp_path, override):
-    from test_train import MINI
+    from conftest import MINI, train_cmd
 
     env = {**os.environ, "WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, str(ROOT / "src" / "train.py"), *MINI, f"hydra.run.dir={tmp_path}", override]
+    cmd = train_cmd(*MINI, f"hydra.run.dir={tmp_path}", override)
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
     assert proc.returncode == 2, proc.stderr[-2000:]
     key, value = override.split("=")

@@ -17,23 +17,12 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import MINI, ROOT, overridden
 from hydra import compose, initialize_config_dir
 
-ROOT = Path(__file__).resolve().parents[1]
 CLUSTER_SH = ROOT / "slurm" / "local" / "cluster.sh"
 START_HINT = f"start it with:  bash {CLUSTER_SH.relative_to(ROOT)} up   (installs Debian packages, needs root)"
-MINI = [
-    "model.toy_variant=mini",
-    "trainer.max_steps=2",
-    "eval.n_problems=8",
-    "eval.every_n_steps=0",
-    "rollout.max_new_tokens=12",
-    "rollout.prompts_per_step=2",
-    "rollout.n=2",
-    "logger.wandb.mode=offline",
-    "logger.progress=false",
-    "save_final=false",
-]
+MINI = overridden(MINI, "logger.wandb.mode=offline")  # the W&B files of a grid are part of what is checked
 SIZES = {"alpha_x_mix": 15, "pressure": 8, "reference": 9}
 
 

@@ -8,32 +8,16 @@ import json
 import os
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
+from conftest import MINI, ROOT, compose_train, train_cmd
 
 from gopd.run import run
 
-ROOT = Path(__file__).resolve().parents[1]
-MINI = [
-    "model.toy_variant=mini",
-    "trainer.max_steps=2",
-    "eval.n_problems=8",
-    "eval.every_n_steps=0",
-    "rollout.max_new_tokens=12",
-    "rollout.prompts_per_step=2",
-    "rollout.n=2",
-    "logger.wandb.mode=disabled",
-    "logger.progress=false",
-    "save_final=false",
-]
-
 
 def compose_cfg(overrides):
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        return compose("train", overrides=MINI + list(overrides))
+    return compose_train(*MINI, *overrides)
 
 
 def read_metrics(run_dir: Path) -> list[dict]:
@@ -139,7 +123,7 @@ def test_outputs_metrics_summary_and_wandb_offline(toy_world_mini, tmp_path, mon
 
 def train_cli(tmp_path, *overrides):
     env = {**os.environ, "WANDB_MODE": "disabled"}
-    cmd = [sys.executable, str(ROOT / "src" / "train.py"), *MINI, f"hydra.run.dir={tmp_path}", *overrides]
+    cmd = train_cmd(*MINI, f"hydra.run.dir={tmp_path}", *overrides)
     return subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
 
 

@@ -45,6 +45,15 @@ def latest(run_dir: Path) -> Path | None:
     return path if (path / "state.pt").is_file() else None
 
 
+def merge_state(*parts: dict) -> dict:
+    """One checkpoint state from its owners' parts (module, callbacks, loggers); ``progress`` entries merge."""
+    out: dict = {}
+    for part in parts:
+        for key, value in part.items():
+            out[key] = {**out.get(key, {}), **value} if key == "progress" else value
+    return out
+
+
 def rng_state() -> dict:
     np_state = np.random.get_state()
     state = {

@@ -44,7 +44,7 @@ def _completed(run_dir: Path) -> dict | None:
 
 def run(cfg, run_dir: Path, run_name: str, *, multirun: bool = False) -> dict:
     """Validate (one-line error, exit 2, nothing written), then train and write summary.json."""
-    from gopd.module import NonFiniteError
+    from gopd.callbacks import NonFiniteError
     from gopd.runlog import write_summary
     from gopd.validate import ConfigError, check_config, check_resources
 
@@ -52,6 +52,7 @@ def run(cfg, run_dir: Path, run_name: str, *, multirun: bool = False) -> dict:
     if done := _completed(run_dir):
         log.info("%s already completed (summary.json); nothing to do", run_dir)
         return done
+    as_given = cfg  # what the loggers record: toy:// paths, not this machine's
     try:
         warnings = check_config(cfg)
         cfg = resolve_paths(cfg)  # explicit: may build a (non-shipped) toy world
@@ -65,7 +66,7 @@ def run(cfg, run_dir: Path, run_name: str, *, multirun: bool = False) -> dict:
         sys.exit(EXIT_CONFIG)
     for w in warnings:
         log.warning(w)
-    session = Session(cfg, resources, run_dir, run_name)
+    session = Session(cfg, resources, run_dir, run_name, as_given=as_given)
     summary: dict = {"status": "failed", "steps": 0}
     try:
         summary = session.fit()
@@ -99,84 +100,74 @@ def resolve_paths(cfg):
 class Session:
     """One training segment of a run: everything built from the config, then ``fit``."""
 
-    def __init__(self, cfg, res, run_dir: Path, run_name: str):
+    def __init__(self, cfg, res, run_dir: Path, run_name: str, *, as_given=None):
         self.cfg, self.res, self.run_dir, self.run_name = cfg, res, run_dir, run_name
+        self.as_given = as_given if as_given is not None else cfg
         self.start = time.perf_counter()
-        self.wall_before = 0.0  # wall time of earlier segments of a resumed run
-        self.module = self.checkpointing = None
+        self.module = self.trainer = None
         self.models_loaded = 0
         self.provenance = _provenance(cfg, res)
 
     def fit(self) -> dict:
         import lightning as L
         import torch
-        from lightning.pytorch.callbacks import RichProgressBar
-        from omegaconf import OmegaConf
+        from lightning.pytorch.utilities.exceptions import SIGTERMException
         from torch.utils.data import DataLoader
 
         from gopd import checkpoint
-        from gopd.callbacks import Checkpointing, Evaluation
         from gopd.lora import save_student
-        from gopd.runlog import MetricsCSV, wandb_logger
-        from gopd.strategy import build as build_strategy
+        from gopd.runlog import wandb_run
 
         cfg, run_dir = self.cfg, self.run_dir
         L.seed_everything(cfg.seed, workers=True, verbose=False)
-        module, stream, pool = self._build()
-        self.module = module
-        resume = checkpoint.latest(run_dir)
-        state = {}
-        if resume is not None:
-            state = checkpoint.load(resume, module.student, [e.model for e in module.ema])
-            module.resume_state = state
-            self.wall_before = float(state.get("wall_s", 0.0))
-            log.info("resuming from %s (step %d)", resume, state["progress"]["batches"])
-        csv_logger = MetricsCSV(run_dir / "metrics.csv", rows=state.get("metrics_rows"))
-        loggers = [csv_logger]
-        wb = wandb_logger(cfg, run_dir, self.run_name, run_id=state.get("wandb_id"))
-        if wb is not None:
-            loggers.append(wb)
-
-        def extra_state() -> dict:
-            return {"metrics_rows": csv_logger.snapshot(), "wandb_id": wb.version if wb is not None else None,
-                    "wall_s": self.wall_s()}
-
-        self.checkpointing = Checkpointing(run_dir, cfg.checkpoint.every_n_steps, extra_state)
-        callbacks = [Evaluation(cfg.eval.every_n_steps), self.checkpointing]
-        if cfg.logger.progress:
-            callbacks.append(RichProgressBar(leave=True))
-        trainer_args = OmegaConf.to_container(cfg.trainer, resolve=True)
-        trainer_args.pop("max_steps")  # counted by the module, which also counts resumed steps
-        trainer_args["strategy"] = build_strategy(trainer_args.get("strategy", "auto"))  # trainer=ddp|fsdp
-        trainer = L.Trainer(**trainer_args, max_steps=-1, max_epochs=-1, logger=loggers, callbacks=callbacks,
-                            enable_checkpointing=False, enable_model_summary=False,
-                            enable_progress_bar=bool(cfg.logger.progress), num_sanity_val_steps=0,
-                            default_root_dir=str(run_dir))
-        # The loader draws its base seed from its own generator, not the global one a resume restores.
-        loader = DataLoader(stream, batch_size=None, collate_fn=_identity,
-                            generator=torch.Generator().manual_seed(cfg.seed))
+        self.module, stream, pool = self._build()
         self.models_loaded = 1 + len(pool)
-        from lightning.pytorch.utilities.exceptions import SIGTERMException
-
+        resume = self._resume(checkpoint.latest(run_dir))
+        loggers = build_loggers(cfg.logger, run_dir=run_dir, run_name=self.run_name, resume=resume,
+                                config=_plain(self.as_given))
+        callbacks = build_callbacks(cfg, started_at=self.start)
+        self.trainer = trainer = L.Trainer(**trainer_args(cfg, run_dir), logger=loggers, callbacks=callbacks)
+        # The loader draws its base seed from its own generator, not the global one a resume restores.
+        loader = DataLoader(stream, batch_size=None, collate_fn=_identity, generator=torch.Generator().manual_seed(cfg.seed))
         fitted = False
         try:
-            trainer.fit(module, train_dataloaders=loader)
+            trainer.fit(self.module, train_dataloaders=loader)
             fitted = True
         except SIGTERMException:  # Lightning's own stop on SIGTERM, between two steps
-            if self.checkpointing.received is None:
+            if self._checkpointing().received is None:
                 raise
-            self.checkpointing.ensure_saved(module)
+            self._checkpointing().ensure_saved(trainer, self.module)
             fitted = True
         finally:
-            if wb is not None:  # summary.json's keys (status, steps, wall_s...) for W&B's runs table too
-                _finish_wandb(wb, self.summary(status=self._status() if fitted else "failed"))
-        if cfg.save_final and self.checkpointing.received is None:
-            save_student(module.student, run_dir / "final")  # LoRA: adapters merged in
+            _finish_wandb(wandb_run(loggers), self.summary(status=self._status() if fitted else "failed"))
+        if cfg.save_final and self._checkpointing().received is None:
+            save_student(self.module.student, run_dir / "final")  # LoRA: adapters merged in
             self.res.tokenizer.save_pretrained(run_dir / "final")
         return self.summary(status=self._status())
 
+    def _resume(self, path) -> dict | None:
+        """A checkpoint's state into the module (the callbacks and loggers read theirs from it)."""
+        if path is None:
+            return None
+        from gopd import checkpoint
+
+        m = self.module
+        state = checkpoint.load(path, m.student, [e.model for e in m.ema])
+        m.resume_state = state
+        log.info("resuming from %s (step %d)", path, state["progress"]["batches"])
+        return state
+
+    def _callback(self, kind):
+        return next((cb for cb in self.trainer.callbacks if isinstance(cb, kind)), None) if self.trainer else None
+
+    def _checkpointing(self):
+        from gopd.callbacks import Checkpointing
+
+        return self._callback(Checkpointing)
+
     def _status(self) -> str:
-        return "preempted" if self.checkpointing.received is not None else "completed"
+        cp = self._checkpointing()
+        return "preempted" if cp is not None and cp.received is not None else "completed"
 
     def _build(self):
         from gopd.data import PromptStream
@@ -214,23 +205,79 @@ class Session:
                             stream=stream, frozen_models=pool.models())
         return module, stream, pool
 
-    def wall_s(self) -> float:
-        return self.wall_before + time.perf_counter() - self.start
-
     def summary(self, **extra) -> dict:
-        m = self.module
-        out = {"status": "failed", "steps": 0, "run_name": self.run_name, "wall_s": self.wall_s(), **self.provenance}
-        if m is not None:
-            out.update(m.summary)
-            out.update({"steps": m.batches, "train/skipped_steps": m.skipped_steps,
-                        "perf/tokens_per_s": m.tokens_seen / max(m.step_seconds, 1e-9),
-                        "models_loaded": self.models_loaded})
+        from gopd.callbacks import Bookkeeping
+
+        book = self._callback(Bookkeeping)
+        wall = book.wall_s() if book is not None else time.perf_counter() - self.start
+        out = {"status": "failed", "steps": 0, "run_name": self.run_name, "wall_s": wall, **self.provenance}
+        if self.module is not None:
+            out["steps"] = self.module.batches
+            out["models_loaded"] = self.models_loaded
+        if book is not None:
+            out.update(book.run_summary())
         out.update(extra)
         return out
 
     def forward_signal(self) -> None:
-        if self.checkpointing is not None:
-            self.checkpointing.forward_signal()
+        cp = self._checkpointing()
+        if cp is not None:
+            cp.forward_signal()
+
+
+def trainer_args(cfg, run_dir: Path) -> dict:
+    """``cfg.trainer`` as Lightning Trainer keywords, with what gopd sets itself (schema.RUN_SETS)."""
+    from omegaconf import OmegaConf
+
+    from gopd.strategy import build as build_strategy
+
+    args = OmegaConf.to_container(cfg.trainer, resolve=True)
+    args.pop("max_steps")  # counted by the module, which also counts resumed steps
+    args["strategy"] = build_strategy(args.get("strategy", "auto"))  # trainer=ddp|fsdp
+    progress = bool(cfg.logger.progress)
+    return {**args, "max_steps": -1, "max_epochs": -1, "enable_checkpointing": False, "enable_model_summary": False,
+            "enable_progress_bar": progress, "num_sanity_val_steps": 0, "default_root_dir": str(run_dir)}
+
+
+def instantiate(spec, **runtime):
+    """A ``_target_`` node built with Hydra, given those of ``runtime`` its target's signature takes
+    (as plain Python objects: a resume state holds tensors, which a config node cannot)."""
+    import inspect
+
+    from hydra.utils import get_method, instantiate as hydra_instantiate
+
+    params = inspect.signature(get_method(spec._target_)).parameters
+    takes_all = any(p.kind is p.VAR_KEYWORD for p in params.values())
+    build = hydra_instantiate(spec, _partial_=True, _convert_="all")
+    return build(**{k: v for k, v in runtime.items() if takes_all or k in params})
+
+
+def build_loggers(spec, **runtime) -> list:
+    """The ``logger`` group's ``_target_`` nodes (metrics.csv, W&B, any the user adds); null or a
+    logger that declines (W&B disabled) is left out."""
+    built = (instantiate(node, **runtime) for node in _components(spec))
+    return [lg for lg in built if lg is not None]
+
+
+def build_callbacks(cfg, **runtime) -> list:
+    """The ``callbacks`` group in its order (bookkeeping, evaluation, checkpointing, ...); the
+    progress bar only with ``logger.progress``."""
+    out = []
+    for name, node in cfg.callbacks.items():
+        if node is None or (name == "progress_bar" and not cfg.logger.progress):
+            continue
+        out.append(instantiate(node, **runtime))
+    return out
+
+
+def _components(spec) -> list:
+    return [node for node in spec.values() if hasattr(node, "get") and node.get("_target_")]
+
+
+def _plain(cfg) -> dict:
+    from omegaconf import OmegaConf
+
+    return OmegaConf.to_container(cfg, resolve=True)
 
 
 def _provenance(cfg, res) -> dict:
@@ -245,6 +292,8 @@ def _provenance(cfg, res) -> dict:
 def _finish_wandb(wb, summary: dict) -> None:
     """Summary metrics on the W&B run, then ``finish`` so the next multirun job starts a new run
     (a failed run ends with a non-zero exit code: W&B's State column shows it failed)."""
+    if wb is None:
+        return
     import wandb
 
     if wb._experiment is not None:

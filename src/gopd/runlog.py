@@ -14,14 +14,15 @@ from lightning.pytorch.utilities import rank_zero_only
 
 
 class MetricsCSV(Logger):
-    """``metrics.csv`` with one row per logged step: metrics logged at the same step merge into
-    one row; a new metric name rewrites the file with the wider header."""
+    """``metrics.csv`` in the run directory, one row per logged step: metrics logged at the same
+    step merge into one row; a new metric name rewrites the file with the wider header."""
 
-    def __init__(self, path: str | os.PathLike, rows: list[dict] | None = None):
+    def __init__(self, run_dir: str | os.PathLike, resume: dict | None = None):
         super().__init__()
-        self.path = Path(path)
+        self.path = Path(run_dir) / "metrics.csv"
         self.rows: dict[int, dict] = {}
         self.columns: list[str] = ["step"]
+        rows = (resume or {}).get("metrics_rows")
         if rows:  # a resumed run: exactly the rows of its checkpoint, so no step is doubled or lost
             for row in rows:
                 self.rows[int(row["step"])] = dict(row)
@@ -67,19 +68,21 @@ def _plain(v):
     return "" if isinstance(v, float) and math.isnan(v) else v
 
 
-def wandb_logger(cfg, run_dir: Path, run_name: str, run_id: str | None = None):
-    """Lightning's W&B logger; offline unless ``logger.wandb.mode=online``.
+def wandb_logger(*, mode: str, project: str, entity: str | None = None, tags=(), group: str | None = None,
+                 config: dict | None = None, run_dir: Path, run_name: str, resume: dict | None = None):
+    """Lightning's W&B logger (``logger.wandb``); offline unless ``mode=online``, None if disabled.
 
     The key comes only from the environment (``WANDB_API_KEY``) and is never written anywhere
     by this project. An online run that cannot start (no key, no network) falls back to offline
-    with one warning: W&B never kills a run.
+    with one warning: W&B never kills a run. A resumed run continues its W&B run (same id).
     """
-    w = cfg.logger.wandb
-    if w.mode == "disabled":
+    if mode == "disabled":
         return None
     os.environ.setdefault("WANDB_SILENT", "true")
-    logger = _wandb(cfg, run_dir, run_name, run_id, w.mode)
-    if w.mode == "online":
+    kw = dict(project=project, entity=entity, group=group, name=run_name, job_type=run_name, tags=list(tags),
+              save_dir=str(run_dir), config=config, resume="allow", id=(resume or {}).get("wandb_id"))
+    logger = _wandb(mode, kw)
+    if mode == "online":
         try:
             logger.experiment  # connect now rather than at the first metric
         except Exception as e:  # noqa: BLE001 - any W&B failure means "log offline"
@@ -88,18 +91,34 @@ def wandb_logger(cfg, run_dir: Path, run_name: str, run_id: str | None = None):
             reason = str(e).splitlines()[0] if str(e) else type(e).__name__
             logging.getLogger("gopd").warning("W&B online failed (%s); logging offline, `wandb sync` later", reason)
             wandb.finish(exit_code=0)
-            logger = _wandb(cfg, run_dir, run_name, run_id, "offline")
+            logger = _wandb("offline", kw)
     return logger
 
 
-def _wandb(cfg, run_dir: Path, run_name: str, run_id: str | None, mode: str):
+def _wandb(mode: str, kw: dict):
     from lightning.pytorch.loggers import WandbLogger
-    from omegaconf import OmegaConf
 
-    w = cfg.logger.wandb
-    return WandbLogger(project=w.project, entity=w.entity, group=cfg.experiment, name=run_name,
-                       job_type=run_name, tags=list(w.tags), mode=mode, save_dir=str(run_dir),
-                       config=OmegaConf.to_container(cfg, resolve=True), resume="allow", id=run_id)
+    return WandbLogger(mode=mode, **kw)
+
+
+def loggers_state(loggers) -> dict:
+    """What a resumed run's loggers need: metrics.csv's rows, the W&B run id."""
+    from lightning.pytorch.loggers import WandbLogger
+
+    state = {"metrics_rows": None, "wandb_id": None}
+    for lg in loggers:
+        if isinstance(lg, MetricsCSV):
+            state["metrics_rows"] = lg.snapshot()
+        elif isinstance(lg, WandbLogger):
+            state["wandb_id"] = lg.version
+    return state
+
+
+def wandb_run(loggers):
+    """The run's W&B logger, or None."""
+    from lightning.pytorch.loggers import WandbLogger
+
+    return next((lg for lg in loggers if isinstance(lg, WandbLogger)), None)
 
 
 def code_version(repo: Path = Path(__file__).resolve().parents[2]) -> str | None:

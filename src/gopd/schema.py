@@ -288,7 +288,8 @@ class Trainer(BaseModel):
         valid="an integer >= 1 (-1 = all), auto, a string of device indices or a list of them")
     num_nodes: Int = F("nodes (= SLURM nodes of the job)", 1, ge=1)
     precision: Literal[PRECISIONS] = F("32-true; bf16-mixed on GPUs", "32-true")
-    log_every_n_steps: Optional[Int] = F("log every N steps to metrics.csv and W&B", None, ge=0)
+    log_every_n_steps: Optional[Int] = F("write step metrics to the loggers every N steps and at the last (0 = never)",
+                                         None, ge=0)
     strategy: Optional[Annotated[Union[Annotated[Name, Tag("name")], Annotated[Strategy, Tag("node")]],
                                  Discriminator(_node_or_name)]] = F(
         "a Lightning strategy name (auto, ddp, ...) or a _target_ node (trainer=fsdp)", "auto",
@@ -302,17 +303,62 @@ class Trainer(BaseModel):
         return self
 
 
-# ------------------------------------------------------------------------------------------ logger
-class Wandb(Keys):
+# ------------------------------------------------------------------------------ logger, callbacks
+class Component(Keys):
+    """A ``_target_`` node that gopd.run builds (``hydra.utils.instantiate``)."""
+
+    target: Name = F("the class or function that builds it (module.Name)", alias="_target_")
+
+
+def _is_component(value) -> bool:
+    return isinstance(value, Mapping) and isinstance(value.get("_target_"), str) and bool(value["_target_"])
+
+
+class Components(BaseModel):
+    """A group of ``_target_`` nodes: the keys below are typed; an added one (``+logger.tb._target_=...``)
+    must be a ``_target_`` node or null."""
+
+    model_config = ConfigDict(extra="allow")
+
+    @model_validator(mode="after")
+    def _extras_are_components(self):
+        for key, value in (self.model_extra or {}).items():
+            if value is not None and not _is_component(value):
+                raise PydanticCustomError("gopd_component", "not a _target_ node", {"key": key})
+        return self
+
+
+class Wandb(Component):
     mode: Literal["offline", "online", "disabled"] = F("offline (wandb sync later) | online | disabled")
     project: Name = F("W&B project")
     entity: Optional[Name] = F("W&B entity (team); null = your default", None)
     tags: list[Str] = F("extra run tags", [])
+    group: Optional[Union[Name, Int]] = F("W&B group: runs of one sweep together", None)
 
 
-class Logger(Keys):
-    wandb: Wandb = F("Weights & Biases")
+class Logger(Components):
+    csv: Component = F("metrics.csv in the run directory")
+    wandb: Optional[Wandb] = F("Weights & Biases", None)
     progress: Bool = F("rich progress bar with step, reward and eval accuracy")
+
+
+class BookkeepingCallback(Component):
+    max_consecutive_skips: Int = F("stop (with a checkpoint) after this many non-finite steps in a row; 0 = never", ge=0)
+
+
+class EveryN(Component):
+    every_n_steps: Int = F("the period in steps; 0 = only at the start / end", ge=0)
+
+
+class ProgressBar(Component):
+    leave: Bool = F("keep the bar on screen when the run ends", True)
+
+
+class Callbacks(Components):
+    bookkeeping: BookkeepingCallback = F("counters, the run summary, metrics to the loggers")
+    evaluation: Optional[EveryN] = F("held-out greedy evaluation at the start, every N steps and at the end", None)
+    checkpointing: EveryN = F("resumable checkpoints every N steps, at the end and on stop signals")
+    progress_bar: Optional[ProgressBar] = F("the rich progress bar (shown when logger.progress)", None)
 
 
 # ------------------------------------------------------------------------------------- train.yaml
@@ -370,6 +416,7 @@ class TrainConfig(Keys):
     checkpoint: Checkpoint = F("resumable checkpoints")
     traces: Traces = F("per-token traces", Traces())
     eval: Eval = F("held-out greedy evaluation")
+    callbacks: Callbacks = F("bookkeeping, evaluation, checkpointing, progress bar")  # last: it interpolates eval, optim, checkpoint
 
 
 GROUPS = {"teacher": Teacher, "reference": Reference, "estimator": Estimator, "rollout": Rollout}  # option by `name`
@@ -457,6 +504,9 @@ def message(error: dict, data: dict) -> str:
     key = ".".join(map(str, parts)) or "the config"
     if isinstance(value, Unresolved):
         return f"{key}: {value.text}"
+    if kind == "gopd_component":
+        key = ".".join(map(str, [*parts, ctx["key"]]))
+        return f"{key} must be a _target_ node (a mapping whose _target_ names what to build) or null, got {_show(value.get(ctx['key']))}"
     if kind == "gopd_reserved":
         key = ".".join(map(str, [*parts, ctx["key"]]))
         return (f"{key} is set by gopd.run itself and cannot be given (trainer takes any other Lightning Trainer "

@@ -128,16 +128,19 @@ def due(cfg, step: int) -> bool:
     return every > 0 and step % every == 0
 
 
-def maybe_save(cfg, run_dir, step: int, batch, tokenizer, *, s, q=None, r=None, adv=None, opd=None,
-               rewards=None) -> Path | None:
-    """The training step's hook: save traces when ``traces.every_n_steps`` says this step is due.
+def maybe_save(cfg, run_dir, step: int, batch, tokenizer, **signals) -> Path | None:
+    """``save`` when ``traces.every_n_steps`` says this step is due, else nothing (None)."""
+    return save(cfg, run_dir, step, batch, tokenizer, **signals) if due(cfg, step) else None
+
+
+def save(cfg, run_dir, step: int, batch, tokenizer, *, s, q=None, r=None, adv=None, opd=None,
+         rewards=None) -> Path:
+    """A step's traces (the training step calls it when ``due``: the signals cost a scoring pass).
 
     Every estimator gives the sampled tokens' ``s``, ``q``, ``r``; with ``topk``/``full``, ``opd``
     is the position's expected advantage under the student, ``sum_v pi(v) A(v)``, and ``A`` that
-    mixed with GRPO. A config without a ``traces`` section, or ``traces.every_n_steps: 0``, saves nothing.
+    mixed with GRPO.
     """
-    if not due(cfg, step):
-        return None
     t = cfg.traces
     teacher = cfg.get("teacher")
     hint_field = teacher.get("hint_field") if teacher is not None and teacher.get("name") == "hinted" else None
