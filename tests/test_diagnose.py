@@ -9,13 +9,17 @@ import pytest
 import torch
 
 from gopd import objective
-from gopd.tools import diagnose
 from gopd.data import load_split
 from gopd.pool import load_model, load_tokenizer
 from gopd.prompts import PromptBuilder
 from gopd.scoring import Route, Scorer, completion_logprobs
+from gopd.tools import diagnose, trainconf
 
 HINTS = ["hint_answer", "hint_solution", "hint_soft"]
+# A chat template that reads a template variable, as Qwen3's reads enable_thinking.
+THINKING = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+            "{% if add_generation_prompt %}<|im_start|>assistant\n{% if enable_thinking is defined and "
+            "enable_thinking is false %}<think>\n\n</think>\n\n{% endif %}{% endif %}")
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -76,9 +80,8 @@ def test_concatenated_rollout_slices_keep_groups_apart(world):
 def test_cli_prints_and_saves_the_table(world, tmp_path, capsys):
     *_, mini = world
     out = tmp_path / "hints"
-    code = diagnose.main(["--student", str(mini / "student"), "--data", str(mini / "data"), "--prompts", "2", "--n", "2",
-                          "--max-new-tokens", "8", "--eval-problems", "4", "--alpha", "2", "--pressure", "positive",
-                          "--out", str(out)])
+    code = diagnose.main(["model.toy_variant=mini", "alpha=2", "pressure=positive", "rollout.n=2",
+                          "rollout.max_new_tokens=8", "--prompts", "2", "--eval-problems", "4", "--out", str(out)])
     assert code == 0
     with open(out.with_suffix(".csv")) as f:
         rows = list(csv.DictReader(f))
@@ -87,11 +90,10 @@ def test_cli_prints_and_saves_the_table(world, tmp_path, capsys):
     assert all(r["solution/exact"] != "" for r in rows)
     assert all(r["target/exact@2"] != "" and r["target/exact@3"] != "" for r in rows[1:])
     md = (tmp_path / "hints.md").read_text()
-    assert "| hint_soft |" in md and "alpha=2.0" in md
+    assert "| hint_soft |" in md and "alpha=2.0" in md and "student=toy://student" in md  # as written, not a path
     assert f"world=mini@{json.loads((mini / 'manifest.json').read_text())['recipe_hash']}" in md  # which world
     assert "hint strength" in capsys.readouterr().out
-    assert diagnose.main(["--data", str(mini / "data"), "--student", str(mini / "student"), "--hints", "hint_x",
-                          "--out", str(out)]) == 2
+    assert diagnose.main(["model.toy_variant=mini", "--hints", "hint_x", "--out", str(out)]) == 2
     assert "hint_x not in the data" in capsys.readouterr().err
 
 
@@ -124,3 +126,43 @@ def test_target_table_alpha_one_is_the_teacher_and_exact_implies_correct(world):
     assert base["rl"]["target/exact@1"] == found["rl"]["target/exact@1"]  # alpha = 1 ignores the reference
     with pytest.raises(ValueError, match="needs ref_model"):
         diagnose.target_table(student, tok, rows, teachers, [2.0], reference="pre_rl")
+
+
+def test_prompts_are_the_trainers_with_a_problem_template_and_chat_template_kwargs(toy_world_mini):
+    """The student's prompt (rollouts, scores, accuracies) is the trainer's ``PromptBuilder`` prompt
+    (``gopd.run.Session._build``) and each hinted prompt is ``teachers.hinted_teacher``'s."""
+    from gopd.pool import ModelPool
+    from gopd.prompts import prompt_style
+    from gopd.teachers import Context, hinted_teacher
+
+    cfg = trainconf.load(["model.toy_variant=mini", "data.problem_template='Solve: {problem} Box it.'",
+                          "+model.chat_template_kwargs.enable_thinking=false"]).cfg
+    tok = load_tokenizer(cfg.model.path)
+    tok.chat_template = THINKING
+    student = load_model(cfg.model.path)
+    row = load_split(cfg.data.path, cfg.data.train_split)[0]
+    trainer = PromptBuilder(tok, problem_field=cfg.data.problem_field, **prompt_style(cfg))
+    prompts = diagnose.Prompts.from_config(cfg)
+    text = prompts.student(tok).text(row)
+    assert text == trainer.text(row)
+    assert f"Solve: {row['problem']} Box it." in text and text.endswith("<think>\n\n</think>\n\n")
+    batch = diagnose.sample_batch(student, tok, [row], n=1, max_new_tokens=2, prompts=prompts)
+    assert batch.prompt_ids[0] == trainer.ids(row)  # what the rollouts were sampled from
+    ctx = Context(student=student, student_path=cfg.model.path, tokenizer=tok, pool=ModelPool(cfg.model.dtype),
+                  problem_field=cfg.data.problem_field, domain_field=cfg.data.domain_field,
+                  chunk_size=cfg.loss.chunk_size, prompt_style=prompt_style(cfg))
+    teacher = hinted_teacher(cfg, ctx).routes["hinted"].prompts
+    assert prompts.hinted(tok, cfg.teacher.hint_field).text(row) == teacher.text(row)
+
+
+@pytest.mark.parametrize("override,says", [("alpha=-1", "alpha must be a number > 0"),
+                                           ("nope=1", "Could not override 'nope'"),
+                                           ("pressure=sideways", "Could not find 'pressure/sideways'")])
+def test_bad_override_is_one_line_and_exit_2(override, says, capsys):
+    assert diagnose.main([override, "--out", "unused"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and says in err[0]
+    with pytest.raises(SystemExit) as stop:
+        trainconf.load_or_exit([override])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert stop.value.code == 2 and len(err) == 1 and says in err[0]

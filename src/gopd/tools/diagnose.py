@@ -1,8 +1,18 @@
 """Hint-strength diagnostic: pick the hinted teacher's hint before spending GPU hours.
 
-    python -m gopd.tools.diagnose --hints hint_answer hint_solution hint_soft
-    python -m gopd.tools.diagnose --student <ckpt> --data <dir|file|hub> --hints hint hint_structural \\
-        --alpha 2 --pressure positive --prompts 64 --n 4 --out results/hints/mine
+    python -m gopd.tools.diagnose alpha=2 pressure=positive rollout.n=4
+    python -m gopd.tools.diagnose model=qwen3_1_7b data=deepmath alpha=2 pressure=positive rollout.n=4 \\
+        rollout.max_new_tokens=1024 --hints final_answer --prompts 64 --out results/hints/mine
+
+Positional arguments are Hydra overrides of the trainer's ``conf/train.yaml``: the student
+(``model.path``, ``model.dtype``), the data (``data.path``, its splits and fields), the prompts
+(``data.problem_template``, ``model.chat_template_kwargs``, ``teacher.hint_template``), ``alpha``,
+``pressure``, ``reference``, the sampling (``rollout.n``, ``max_new_tokens``, ``temperature``,
+``top_p``), the greedy budget (``eval.max_new_tokens``) and ``seed`` are the trainer's, checked as
+it checks them. The flags are the tool's own: the hint columns (default ``data.hint_fields``),
+how many prompts and held-out problems, the target alphas, an RL checkpoint to compare with, the
+batch size, the device and the output. ``rollout.n`` is 1 in the trainer's defaults: pass
+``rollout.n=4`` for groups of 4 rollouts per prompt.
 
 The student samples rollouts once (``n`` per prompt, the trainer's ``HFRollout``); the same
 rollouts are then scored under the hinted teacher of each hint column (the step-0 student with
@@ -39,12 +49,39 @@ import random
 import sys
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
-DEFAULT_HINTS = ("hint_answer", "hint_solution", "hint_soft")
-REFERENCES = ("student", "teacher")  # or a checkpoint path (a pre-RL base)
+from gopd.prompts import DEFAULT_HINT_TEMPLATE, PROBLEM, PromptBuilder, prompt_style  # light: no torch
+
+REFERENCES = ("student", "teacher")  # or any other name with a ref_model (pre_rl: a pre-RL base)
 COLUMNS = ("hint", "teacher/accuracy", "solution/exact", "hint/tokens", "delta/mean", "delta/max", "delta/min", "opd/max_shock",
            "opd/teacher_kl", "opd/ref_kl", "opd/pos_mass", "opd/neg_mass", "opd/pos_frac", "agree/pos", "agree/neg")
+
+
+@dataclass(frozen=True)
+class Prompts:
+    """The run's prompts, built as the trainer builds them: the student's (``gopd.run``) and each
+    hint column's hinted teacher's (``gopd.teachers.hinted_teacher``), in one prompt style."""
+
+    problem_field: str = "problem"
+    hint_template: str = DEFAULT_HINT_TEMPLATE
+    problem_template: str = PROBLEM
+    template_kwargs: Mapping = field(default_factory=dict)
+
+    @classmethod
+    def from_config(cls, cfg) -> "Prompts":
+        return cls(cfg.data.problem_field, cfg.teacher.hint_template, **prompt_style(cfg))
+
+    def _style(self) -> dict:
+        return {"problem_field": self.problem_field, "problem_template": self.problem_template,
+                "template_kwargs": dict(self.template_kwargs)}
+
+    def student(self, tokenizer) -> PromptBuilder:
+        return PromptBuilder(tokenizer, **self._style())
+
+    def hinted(self, tokenizer, hint_field: str) -> PromptBuilder:
+        return PromptBuilder(tokenizer, hint_field=hint_field, hint_template=self.hint_template, **self._style())
 
 
 def concat_batches(batches: Sequence, pad_id: int):
@@ -70,16 +107,15 @@ def concat_batches(batches: Sequence, pad_id: int):
 
 
 def sample_batch(student, tokenizer, rows: Sequence[Mapping], *, n: int = 4, max_new_tokens: int = 64,
-                 temperature: float = 1.0, top_p: float = 1.0, seed: int = 0, problem_field: str = "problem",
+                 temperature: float = 1.0, top_p: float = 1.0, seed: int = 0, prompts: Prompts = Prompts(),
                  prompts_per_call: int = 64):
     """The student's rollouts of ``rows`` (``n`` each), sampled as the trainer samples them."""
     import torch
 
-    from gopd.prompts import PromptBuilder
     from gopd.rollout import HFRollout
 
     torch.manual_seed(seed)
-    engine = HFRollout(student, tokenizer, PromptBuilder(tokenizer, problem_field=problem_field), n=n,
+    engine = HFRollout(student, tokenizer, prompts.student(tokenizer), n=n,
                        max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p)
     parts = [engine.sample(list(rows[i:i + prompts_per_call])) for i in range(0, len(rows), prompts_per_call)]
     return parts[0] if len(parts) == 1 else concat_batches(parts, tokenizer.pad_token_id)
@@ -98,25 +134,24 @@ def _score(scorer, batch, pad_id: int, per_call: int | None):
 
 def hint_table(student, tokenizer, batch, hints: Sequence[str], *, alpha: float = 1.0, pressure: str = "full",
                clip: float | None = None, reference: str = "student", ref_model=None, opd_teacher=None,
-               hint_template: str | None = None, problem_field: str = "problem", answer_field: str = "answer",
-               chunk_size: int = 128, score_per_call: int | None = None) -> list[dict]:
+               prompts: Prompts = Prompts(), answer_field: str = "answer", chunk_size: int = 128,
+               score_per_call: int | None = None) -> list[dict]:
     """One dict per hint column: ``delta/*``, every ``opd_diagnostics`` term, ``agree/*``.
 
     ``reference``: ``student`` (the frozen step-0 student: ``r = s``), ``teacher`` (``r = q``),
-    or anything else with ``ref_model`` (e.g. a pre-RL base, scored in the student's prompt).
+    or anything else with ``ref_model`` (``pre_rl``: a pre-RL base, scored in the student's prompt).
     ``opd_teacher``: a model scored in the student's prompt, for the sign agreement with OPD.
     """
     import torch
 
     from gopd import objective
-    from gopd.prompts import DEFAULT_HINT_TEMPLATE, PromptBuilder
     from gopd.rollout import decode
     from gopd.scoring import Route, Scorer
     from gopd.tools.traces import tensor_agreement
     from gopd.verifier import verify_batch
 
     pad, mask = tokenizer.pad_token_id, batch.mask
-    plain = PromptBuilder(tokenizer, problem_field=problem_field)
+    plain = prompts.student(tokenizer)
 
     def scorer(model, prompts):
         return Scorer({"route": Route(model, prompts)}, chunk_size=chunk_size)
@@ -136,9 +171,7 @@ def hint_table(student, tokenizer, batch, hints: Sequence[str], *, alpha: float 
     unique_rows = list({id(r): r for r in batch.rows}.values())
     out = []
     for h in hints:
-        prompts = PromptBuilder(tokenizer, hint_field=h, hint_template=hint_template or DEFAULT_HINT_TEMPLATE,
-                                problem_field=problem_field)
-        q = _score(scorer(student, prompts), batch, pad, score_per_call)
+        q = _score(scorer(student, prompts.hinted(tokenizer, h)), batch, pad, score_per_call)
         r = q if reference == "teacher" else r_fixed
         opd = objective.token_advantages(s, q, r, mask, alpha=alpha, pressure=pressure, correct=correct, clip=clip)
         diag = objective.opd_diagnostics(s, q, r, mask, opd)
@@ -173,7 +206,7 @@ def solution_exact(logp_v, ids, mask):
 
 def target_table(student, tokenizer, rows: Sequence[Mapping], teachers: Mapping, alphas: Sequence[float], *,
                  reference: str = "student", ref_model=None, solution_field: str = "solution",
-                 problem_field: str = "problem", rows_per_call: int = 16) -> dict[str, dict[str, float]]:
+                 prompts: Prompts = Prompts(), rows_per_call: int = 16) -> dict[str, dict[str, float]]:
     """Where G-OPD leads, before training. For the student and each teacher (name -> (model,
     ``PromptBuilder``)): ``solution/exact``, the share of reference solutions that greedy decoding
     of its distribution reproduces (teacher-forced); for each teacher, ``target/exact@<a>``, the
@@ -186,13 +219,12 @@ def target_table(student, tokenizer, rows: Sequence[Mapping], teachers: Mapping,
     import torch
 
     from gopd import objective
-    from gopd.prompts import PromptBuilder
     from gopd.vocab import full_logprobs
 
     if reference not in REFERENCES and ref_model is None:
         raise ValueError(f"reference {reference!r} needs ref_model (or use one of {', '.join(REFERENCES)})")
     pad, device = tokenizer.pad_token_id, next(student.parameters()).device
-    plain = PromptBuilder(tokenizer, problem_field=problem_field)
+    plain = prompts.student(tokenizer)
     hits: dict[str, dict[str, int]] = {"(student)": {}, **{name: {} for name in teachers}}
 
     def count(name, key, logp_v, ids, mask):
@@ -208,30 +240,27 @@ def target_table(student, tokenizer, rows: Sequence[Mapping], teachers: Mapping,
                 r = s
             elif reference != "teacher":  # a pre-RL base, in the student's prompt
                 r = full_logprobs(ref_model, plain.batch_ids(part), ids, mask, pad)
-            for name, (model, prompts) in teachers.items():
-                q = full_logprobs(model, prompts.batch_ids(part), ids, mask, pad)
+            for name, (model, builder) in teachers.items():
+                q = full_logprobs(model, builder.batch_ids(part), ids, mask, pad)
                 count(name, "solution/exact", q, ids, mask)
                 for a in alphas if reference != "teacher" else ():
                     count(name, f"target/exact@{a:g}", objective.target_logp(q, r, alpha=a), ids, mask)
     return {name: {key: n / max(len(rows), 1) for key, n in per.items()} for name, per in hits.items()}
 
 
-def accuracies(student, tokenizer, rows: Sequence[Mapping], hints: Sequence[str], *, hint_template: str | None = None,
-               problem_field: str = "problem", answer_field: str = "answer", domain_field: str = "domain",
-               max_new_tokens: int = 64, batch_size: int = 250) -> dict[str | None, float]:
+def accuracies(student, tokenizer, rows: Sequence[Mapping], hints: Sequence[str], *, prompts: Prompts = Prompts(),
+               answer_field: str = "answer", domain_field: str = "domain", max_new_tokens: int = 64,
+               batch_size: int = 250) -> dict[str | None, float]:
     """Greedy accuracy of the student (key ``None``) and of each hinted teacher on ``rows``."""
     from gopd.evaluate import greedy_accuracy, scorer_accuracy
-    from gopd.prompts import DEFAULT_HINT_TEMPLATE, PromptBuilder
     from gopd.scoring import Route, Scorer
 
     kw = dict(answer_field=answer_field, domain_field=domain_field, max_new_tokens=max_new_tokens,
               batch_size=batch_size)
-    out = {None: greedy_accuracy(student, tokenizer, PromptBuilder(tokenizer, problem_field=problem_field), rows,
-                                 **kw)["accuracy"]}
+    out = {None: greedy_accuracy(student, tokenizer, prompts.student(tokenizer), rows, **kw)["accuracy"]}
     for h in hints:
-        prompts = PromptBuilder(tokenizer, hint_field=h, hint_template=hint_template or DEFAULT_HINT_TEMPLATE,
-                                problem_field=problem_field)
-        out[h] = scorer_accuracy(Scorer({"hinted": Route(student, prompts)}), tokenizer, rows, **kw)["accuracy"]
+        route = Route(student, prompts.hinted(tokenizer, h))
+        out[h] = scorer_accuracy(Scorer({"hinted": route}), tokenizer, rows, **kw)["accuracy"]
     return out
 
 
@@ -309,36 +338,19 @@ def _quiet_libraries() -> None:
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m gopd.tools.diagnose", description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    ap.add_argument("--student", default="toy://student", help="student checkpoint (the hinted teacher is its step-0 copy)")
-    ap.add_argument("--data", default="toy://data", help="dataset: toy://data, a directory with <split>.parquet|jsonl, a file, or a hub name")
-    ap.add_argument("--split", default="train", help="split whose prompts are rolled out")
-    ap.add_argument("--eval-split", default="test", help="split of the held-out problems for the accuracies")
-    ap.add_argument("--toy-variant", default="full", help="toy world that toy:// paths resolve in (full | full_v1 | mini)")
-    ap.add_argument("--hints", nargs="+", default=list(DEFAULT_HINTS), help="hint columns to compare")
-    ap.add_argument("--hint-template", default=None, help="how the hint joins the problem (default: the trainer's '{problem}\\nHint: {hint}')")
-    ap.add_argument("--prompts", type=int, default=32, help="prompts rolled out (a seeded random sample of the split)")
-    ap.add_argument("--n", type=int, default=4, help="rollouts per prompt")
-    ap.add_argument("--max-new-tokens", type=int, default=64, help="completion budget per rollout")
-    ap.add_argument("--temperature", type=float, default=1.0, help="sampling temperature")
-    ap.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling threshold")
-    ap.add_argument("--alpha", type=float, default=1.0, help="G-OPD reward scale (1 = OPD)")
-    ap.add_argument("--pressure", default="full", help="full | positive | negative | reversed (for opd/* masses)")
-    ap.add_argument("--clip", type=float, default=None, help="pressure.clip (default off)")
-    ap.add_argument("--reference", default="student",
-                    help="student (frozen step-0 copy: r = s), teacher (r = q), or a checkpoint path (pre-RL base)")
-    ap.add_argument("--opd-teacher", default=None, help="RL checkpoint: add the sign agreement with OPD (q_rl - s)")
-    ap.add_argument("--eval-problems", type=int, default=200, help="held-out problems for the greedy accuracies and the targets (0 = skip)")
+    ap.add_argument("overrides", nargs="*", default=[],
+                    help="Hydra overrides of conf/train.yaml: student, data, prompts, alpha, pressure, reference, "
+                         "rollout.* sampling, seed (e.g. alpha=2 pressure=positive rollout.n=4 model.toy_variant=mini)")
+    ap.add_argument("--hints", nargs="+", default=None, help="hint columns to compare (None: data.hint_fields)")
+    ap.add_argument("--prompts", type=int, default=32, help="prompts rolled out (a seeded random sample of data.train_split)")
+    ap.add_argument("--eval-problems", type=int, default=200,
+                    help="held-out problems (first of the test set) for the greedy accuracies and the targets (0 = skip)")
     ap.add_argument("--target-alphas", type=float, nargs="*", default=[1.5, 2.0, 3.0],
                     help="alphas whose G-OPD optimum is scored on the reference solutions (none = skip)")
-    ap.add_argument("--solution-field", default="solution", help="column with the reference solution (for the targets)")
-    ap.add_argument("--eval-max-new-tokens", type=int, default=None, help="greedy budget (default: --max-new-tokens)")
-    ap.add_argument("--problem-field", default="problem", help="column with the question")
-    ap.add_argument("--answer-field", default="answer", help="column with the verifiable answer")
-    ap.add_argument("--domain-field", default="domain", help="column with the domain (per-domain accuracy)")
+    ap.add_argument("--opd-teacher", default=None,
+                    help="RL checkpoint (toy://NAME in model.toy_variant's world): add the sign agreement with OPD (q_rl - s)")
     ap.add_argument("--batch-size", type=int, default=64, help="prompts per generate call / rollouts per scoring call")
-    ap.add_argument("--dtype", default="float32", help="float32 | bfloat16 | float16")
     ap.add_argument("--device", default="auto", help="auto (cuda if available) | cpu | cuda:N")
-    ap.add_argument("--seed", type=int, default=0, help="seeds the prompt sample and the rollouts")
     ap.add_argument("--out", default=None, help="output prefix (default: outputs/diagnose/hints-<time>)")
     return ap
 
@@ -347,94 +359,131 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return _run(args)
-    except (ValueError, FileNotFoundError, KeyError) as e:
+    except (ValueError, FileNotFoundError, KeyError) as e:  # ConfigError included: one line, as the trainer's
         print(f"error: {e}", file=sys.stderr)
         return 2
 
 
-def _add_targets(rows_out: list[dict], student, tok, test_rows, args, ref_model, opd_teacher) -> list[dict]:
+@dataclass
+class _Models:
+    """What one diagnostic loads: tokenizer, student, reference (pre_rl only), RL checkpoint (optional)."""
+
+    tok: object
+    student: object
+    ref_model: object = None
+    opd_teacher: object = None
+
+
+def _load_models(cfg, opd_teacher: str | None, device: str) -> _Models:
+    from gopd.pool import load_model, load_tokenizer
+    from gopd.toy import resolve_path
+
+    remote = bool(cfg.model.get("trust_remote_code", False))
+
+    def load(path):
+        return load_model(path, cfg.model.dtype, trust_remote_code=remote).to(device)
+
+    return _Models(tok=load_tokenizer(cfg.model.path, trust_remote_code=remote), student=load(cfg.model.path),
+                   ref_model=None if cfg.reference.name in REFERENCES else load(cfg.reference.path),
+                   # a tool flag, not a config key: its toy:// name resolves in the config's world
+                   opd_teacher=None if opd_teacher is None else load(resolve_path(opd_teacher, cfg.model.toy_variant)))
+
+
+def _add_targets(rows_out: list[dict], m: _Models, test_rows, hints, prompts: Prompts, cfg, args) -> list[dict]:
     """Fill ``solution/exact`` and ``target/exact@<a>`` into the table; return the extra row of the
     ``--opd-teacher`` (if any)."""
-    from gopd.prompts import DEFAULT_HINT_TEMPLATE, PromptBuilder
-
-    teachers = {h: (student, PromptBuilder(tok, hint_field=h, hint_template=args.hint_template or DEFAULT_HINT_TEMPLATE,
-                                           problem_field=args.problem_field)) for h in args.hints}
-    if opd_teacher is not None:
-        teachers["(opd teacher)"] = (opd_teacher, PromptBuilder(tok, problem_field=args.problem_field))
-    found = target_table(student, tok, test_rows, teachers, args.target_alphas, reference=args.reference,
-                         ref_model=ref_model, solution_field=args.solution_field, problem_field=args.problem_field,
+    teachers = {h: (m.student, prompts.hinted(m.tok, h)) for h in hints}
+    if m.opd_teacher is not None:
+        teachers["(opd teacher)"] = (m.opd_teacher, prompts.student(m.tok))
+    found = target_table(m.student, m.tok, test_rows, teachers, args.target_alphas, reference=cfg.reference.name,
+                         ref_model=m.ref_model, solution_field=cfg.data.solution_field, prompts=prompts,
                          rows_per_call=max(1, args.batch_size // 4))
     for row in rows_out:
         row.update(found[row["hint"]])
-    return [{"hint": "(opd teacher)", **found["(opd teacher)"]}] if opd_teacher is not None else []
+    return [{"hint": "(opd teacher)", **found["(opd teacher)"]}] if m.opd_teacher is not None else []
+
+
+def _evaluate(rows_out: list[dict], m: _Models, test, hints, prompts: Prompts, cfg, args) -> list[dict]:
+    """Greedy accuracies on the first ``--eval-problems`` held-out problems, then the target columns."""
+    test_rows = test.select(range(min(args.eval_problems, len(test)))).to_list()
+    acc = accuracies(m.student, m.tok, test_rows, hints, prompts=prompts, answer_field=cfg.data.answer_field,
+                     domain_field=cfg.data.domain_field, max_new_tokens=cfg.eval.max_new_tokens,
+                     batch_size=args.batch_size)
+    for row, key in zip(rows_out, [None, *hints]):
+        row["teacher/accuracy"] = acc[key]
+    solution = cfg.data.solution_field
+    if not solution or solution not in test.column_names:
+        print(f"note: no data.solution_field column {solution!r} in the data: no target columns", file=sys.stderr)
+        return rows_out
+    return rows_out + _add_targets(rows_out, m, test_rows, hints, prompts, cfg, args)
+
+
+def _check(args, cfg, columns: Sequence[str]) -> list[str]:
+    """The tool's own flags against the config; returns the hint columns."""
+    if cfg.teacher.name != "hinted":
+        raise ValueError(f"teacher={cfg.teacher.name}: the diagnostic scores hinted teachers (teacher=hinted); "
+                         f"compare an RL checkpoint with --opd-teacher")
+    if any(a <= 0 for a in args.target_alphas):
+        raise ValueError(f"--target-alphas must all be > 0, got {args.target_alphas}")
+    if args.prompts < 1:
+        raise ValueError("--prompts must be >= 1")
+    hints = list(args.hints or cfg.data.hint_fields)
+    if not hints:
+        raise ValueError("no hint columns: pass --hints or set data.hint_fields")
+    missing = [h for h in hints if h not in columns]
+    if missing:
+        raise ValueError(f"--hints: column(s) {', '.join(missing)} not in the data (columns: {', '.join(columns)})")
+    return hints
+
+
+def _meta(args, conf, batch) -> dict:
+    """The table's settings line: the config as written (toy:// names, not this machine's paths)."""
+    raw = conf.raw
+    meta = {"student": raw.model.path, "data": raw.data.path, "rollouts": len(batch.rows), "tokens": batch.num_tokens,
+            "alpha": float(raw.alpha), "pressure": raw.pressure.name, "reference": raw.reference.name,
+            "eval_problems": args.eval_problems, "seed": raw.seed}
+    if raw.pressure.clip is not None:
+        meta["clip"] = raw.pressure.clip
+    if raw.reference.name == "pre_rl":
+        meta["reference_path"] = raw.reference.path
+    if args.opd_teacher:
+        meta["opd_teacher"] = args.opd_teacher
+    if args.overrides:
+        meta["overrides"] = " ".join(args.overrides)
+    return meta
 
 
 def _run(args) -> int:
-    from gopd.objective import PRESSURES
+    from gopd.tools.trainconf import load
 
-    if args.pressure not in PRESSURES:
-        raise ValueError(f"--pressure must be one of {', '.join(PRESSURES)}, got {args.pressure!r}")
-    if args.alpha <= 0:
-        raise ValueError(f"--alpha must be > 0, got {args.alpha}")
-    if any(a <= 0 for a in args.target_alphas):
-        raise ValueError(f"--target-alphas must all be > 0, got {args.target_alphas}")
-    if args.prompts < 1 or args.n < 1:
-        raise ValueError("--prompts and --n must be >= 1")
-    if args.reference == "teacher" and args.alpha != 1:
-        print(f"warning: alpha={args.alpha} is inert with --reference teacher (r = q, so delta = q - s)", file=sys.stderr)
+    conf = load(args.overrides)
+    for w in conf.warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    cfg = conf.cfg
     import torch
 
-    from gopd.data import load_split
-    from gopd.pool import load_model, load_tokenizer
-    from gopd.toy import resolve_path
+    from gopd.data import load_splits
 
     _quiet_libraries()
     t0 = time.perf_counter()
     device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
-    ds = load_split(resolve_path(args.data, args.toy_variant), args.split)
-    missing = [h for h in args.hints if h not in ds.column_names]
-    if missing:
-        raise ValueError(f"--hints: column(s) {', '.join(missing)} not in the data (columns: {', '.join(ds.column_names)})")
-    path = resolve_path(args.student, args.toy_variant)
-    tok = load_tokenizer(path)
-    student = load_model(path, args.dtype).to(device)
-
-    def other(p):
-        return load_model(resolve_path(p, args.toy_variant), args.dtype).to(device)
-
-    ref_model = None if args.reference in REFERENCES else other(args.reference)
-    opd_teacher = None if args.opd_teacher is None else other(args.opd_teacher)
-    idx = sorted(random.Random(args.seed).sample(range(len(ds)), min(args.prompts, len(ds))))
-    rows = ds.select(idx).to_list()
-    batch = sample_batch(student, tok, rows, n=args.n, max_new_tokens=args.max_new_tokens,
-                         temperature=args.temperature, top_p=args.top_p, seed=args.seed,
-                         problem_field=args.problem_field, prompts_per_call=args.batch_size)
-    table = hint_table(student, tok, batch, args.hints, alpha=args.alpha, pressure=args.pressure, clip=args.clip,
-                       reference=args.reference, ref_model=ref_model, opd_teacher=opd_teacher,
-                       hint_template=args.hint_template, problem_field=args.problem_field,
-                       answer_field=args.answer_field, score_per_call=args.batch_size)
-    student_row = {"hint": "(student)"}
+    train, test = load_splits(cfg.data)  # the trainer's splits (data.holdout, dedupe, ...)
+    hints = _check(args, cfg, train.column_names)
+    m = _load_models(cfg, args.opd_teacher, device)
+    prompts = Prompts.from_config(cfg)
+    idx = sorted(random.Random(cfg.seed).sample(range(len(train)), min(args.prompts, len(train))))
+    r = cfg.rollout
+    batch = sample_batch(m.student, m.tok, train.select(idx).to_list(), n=r.n, max_new_tokens=r.max_new_tokens,
+                         temperature=r.temperature, top_p=r.top_p, seed=cfg.seed, prompts=prompts,
+                         prompts_per_call=args.batch_size)
+    table = hint_table(m.student, m.tok, batch, hints, alpha=cfg.alpha, pressure=cfg.pressure.name,
+                       clip=cfg.pressure.clip, reference=cfg.reference.name, ref_model=m.ref_model,
+                       opd_teacher=m.opd_teacher, prompts=prompts, answer_field=cfg.data.answer_field,
+                       chunk_size=cfg.loss.chunk_size, score_per_call=args.batch_size)
+    rows_out = [{"hint": "(student)"}, *table]
     if args.eval_problems > 0:
-        test = load_split(resolve_path(args.data, args.toy_variant), args.eval_split)
-        test_rows = test.select(range(min(args.eval_problems, len(test)))).to_list()
-        acc = accuracies(student, tok, test_rows, args.hints, hint_template=args.hint_template,
-                         problem_field=args.problem_field, answer_field=args.answer_field,
-                         domain_field=args.domain_field,
-                         max_new_tokens=args.eval_max_new_tokens or args.max_new_tokens, batch_size=args.batch_size)
-        student_row["teacher/accuracy"] = acc[None]
-        for r in table:
-            r["teacher/accuracy"] = acc[r["hint"]]
-    rows_out = [student_row, *table]
-    if args.eval_problems > 0 and args.solution_field in test.column_names:
-        rows_out += _add_targets(rows_out, student, tok, test_rows, args, ref_model, opd_teacher)
-    elif args.eval_problems > 0:
-        print(f"note: no {args.solution_field!r} column in the data: no target columns", file=sys.stderr)
-    meta = {"student": args.student, "data": args.data, "rollouts": len(batch.rows), "tokens": batch.num_tokens,
-            "alpha": args.alpha, "pressure": args.pressure, "reference": args.reference,
-            "eval_problems": args.eval_problems, "seed": args.seed}
-    if args.opd_teacher:
-        meta["opd_teacher"] = args.opd_teacher
-    meta.update(_provenance(path))
+        rows_out = _evaluate(rows_out, m, test, hints, prompts, cfg, args)
+    meta = {**_meta(args, conf, batch), **_provenance(cfg.model.path)}
     print_table(rows_out, meta)
     out = args.out or f"outputs/diagnose/hints-{time.strftime('%Y-%m-%d_%H-%M-%S')}"
     paths = save(rows_out, meta, out)

@@ -1,14 +1,21 @@
 """Offline hint rewriting: a new dataset with a hint column generated from each row's solution.
 
     python -m gopd.tools.hints --template structural --generator <checkpoint> --out data/hinted
-    python -m gopd.tools.hints --data <dir|file|hub> --splits train test --template minimal \\
-        --generator Qwen/Qwen3-8B --column hint_minimal --out data/nemotron-minimal
+    python -m gopd.tools.hints data=nemotron_math_v2 --template minimal --generator Qwen/Qwen3-8B \\
+        --dtype bfloat16 --column hint_minimal --out data/nemotron-minimal
 
-Reads each split through ``gopd.data.load_split`` (``toy://data``, a directory with
-``<split>.parquet|jsonl``, a single file, or a hub dataset), renders the template of
-``conf/hints/<name>.yaml`` (or a YAML file) with each row's columns (``{problem}``,
-``{solution}``, ``{answer}``, ...), asks the generator model for a hint, and writes
-``<out>/<split>.parquet``: every input column plus the hint column. Train on it with
+Positional arguments are Hydra overrides of the trainer's ``conf/train.yaml``: the data is the
+trainer's (``data.path``; its splits ``data.train_split`` and ``data.test_split``, the latter
+skipped when null; its ``problem_field``, ``solution_field`` and ``answer_field``), ``seed`` seeds
+the sampling, and ``toy://`` paths, ``--generator``'s included, resolve in the world
+``model.toy_variant`` names. Each split is read through ``gopd.data.load_split`` (``toy://data``,
+a directory with ``<split>.parquet|jsonl``, a single file, or a hub dataset) and mapped as training
+maps it (``gopd.data.prepare``: ``data.dedupe_field``, chat-message solutions as text,
+``data.answer_from_solution``); the template of
+``conf/hints/<name>.yaml`` (or a YAML file) is rendered with each row's columns, where
+``{problem}``, ``{solution}`` and ``{answer}`` are the data config's fields (``data.problem_field``,
+...); the generator model is asked for a hint, and ``<out>/<split>.parquet`` is written: every
+input column plus the hint column. Train on it with the same overrides and
 ``data.path=<out> teacher.hint_field=<column>``.
 
 Three templates ship, from strongest to weakest: ``answer`` (states the answer and the key
@@ -71,8 +78,10 @@ class HintTemplate:
             names += [f for _, f, _, _ in string.Formatter().parse(text) if f]
         return list(dict.fromkeys(names))
 
-    def render(self, row: Mapping) -> str:
-        return self.prompt.format_map({k: ("" if v is None else v) for k, v in row.items()})
+    def render(self, row: Mapping, fields: Mapping[str, str] | None = None) -> str:
+        """The prompt for ``row``; ``fields`` maps a placeholder to the column it reads (``problem`` -> ``question``)."""
+        values = {**row, **{name: row[col] for name, col in (fields or {}).items() if col in row}}
+        return self.prompt.format_map({k: ("" if v is None else v) for k, v in values.items()})
 
 
 def available_templates() -> list[str]:
@@ -126,15 +135,13 @@ class HFGenerator:
 
     name = "hf"
 
-    def __init__(self, path: str, *, toy_variant: str = "full", dtype: str = "float32", device: str = "cpu",
-                 max_new_tokens: int = 256, temperature: float = 0.0, top_p: float = 1.0, system: str | None = None,
+    def __init__(self, path: str, *, dtype: str = "float32", device: str = "cpu", max_new_tokens: int = 256,
+                 temperature: float = 0.0, top_p: float = 1.0, system: str | None = None,
                  trust_remote_code: bool = False):
         from gopd.pool import load_model, load_tokenizer
-        from gopd.toy import resolve_path
 
-        resolved = resolve_path(path, toy_variant)
-        self.tokenizer = load_tokenizer(resolved, trust_remote_code=trust_remote_code)
-        self.model = load_model(resolved, dtype, trust_remote_code=trust_remote_code).to(device)
+        self.tokenizer = load_tokenizer(path, trust_remote_code=trust_remote_code)
+        self.model = load_model(path, dtype, trust_remote_code=trust_remote_code).to(device)
         self.max_new_tokens, self.temperature, self.top_p, self.system = max_new_tokens, temperature, top_p, system
 
     def render(self, user: str) -> list[int]:
@@ -161,8 +168,8 @@ class HFGenerator:
         return decode(self.tokenizer, ids, mask)
 
 
-# The seam for other engines: ENGINES[name](path, toy_variant=, dtype=, device=, max_new_tokens=,
-# temperature=, top_p=, system=) -> an object with generate(list of user turns) -> list of texts
+# The seam for other engines: ENGINES[name](path, dtype=, device=, max_new_tokens=, temperature=,
+# top_p=, system=) -> an object with generate(list of user turns) -> list of texts
 # (and optionally seed(int)). A vLLM engine would build LLM(model=path), render the chat template
 # the same way and call llm.generate(texts, SamplingParams(max_tokens=..., temperature=..., top_p=...)).
 ENGINES: dict[str, Callable] = {"hf": HFGenerator}
@@ -185,15 +192,16 @@ def data_digest(ds, id_field: str, solution_field: str) -> str:
 
 
 def check_split(ds, split: str, template: HintTemplate, *, column: str, solution_field: str, id_field: str,
-                skip_missing: bool) -> list[int]:
-    """Every check before generation; returns the indices of rows without a solution."""
+                skip_missing: bool, fields: Mapping[str, str] | None = None) -> list[int]:
+    """Every check before generation; returns the indices of rows without a solution.
+    ``fields``: placeholder -> column, as ``HintTemplate.render``."""
     cols = ds.column_names
     if column in cols:
         raise HintError(f"split '{split}' already has a column '{column}': pass another --column")
     if solution_field not in cols:
         raise HintError(f"split '{split}' has no column '{solution_field}' (columns: {', '.join(cols)}); "
-                        f"pass --solution-field")
-    absent = [f for f in template.fields() if f not in cols]
+                        f"set data.solution_field")
+    absent = [f for f in template.fields() if (fields or {}).get(f, f) not in cols]
     if absent:
         raise HintError(f"template '{template.name}' reads {', '.join('{' + f + '}' for f in absent)}, "
                         f"not a column of split '{split}' (columns: {', '.join(cols)})")
@@ -220,14 +228,15 @@ def rewrite_split(ds, split: str, out: Path, template: HintTemplate, make_genera
                   column: str, solution_field: str = "solution", id_field: str = "id",
                   answer_field: str = "answer", skip_missing: bool = False, shard_size: int = 128,
                   batch_size: int = 16, seed: int = 0, config: Mapping | None = None, restart: bool = False,
-                  progress: bool = True) -> dict:
+                  progress: bool = True, fields: Mapping[str, str] | None = None) -> dict:
     """Generate ``column`` for every row of ``ds`` and write ``<out>/<split>.parquet``.
 
     ``make_generator()`` is called at most once, and only if some row still needs a hint.
+    ``fields``: placeholder -> column, as ``HintTemplate.render``.
     Returns the split's statistics, or None when the split was done already (nothing written).
     """
     missing = set(check_split(ds, split, template, column=column, solution_field=solution_field,
-                              id_field=id_field, skip_missing=skip_missing))
+                              id_field=id_field, skip_missing=skip_missing, fields=fields))
     work = out / WORK_DIR / split
     config = {**(config or {}), "split": split, "rows": len(ds), "shard_size": shard_size,
               "data_digest": data_digest(ds, id_field, solution_field)}
@@ -264,7 +273,7 @@ def rewrite_split(ds, split: str, out: Path, template: HintTemplate, make_genera
                 bar.advance(task, len(rows) - len(todo))
                 for b in range(0, len(todo), batch_size):
                     idx = todo[b:b + batch_size]
-                    texts = generator.generate([template.render(rows[j]) for j in idx])
+                    texts = generator.generate([template.render(rows[j], fields) for j in idx])
                     for j, text in zip(idx, texts):
                         hints[j] = clean_hint(text)
                     generated += len(idx)
@@ -325,23 +334,25 @@ def _progress(enabled: bool):
 
 
 def rewrite(data: str, out: str | Path, template: HintTemplate, *, generator: str, splits: Sequence[str] = ("train", "test"),
-            column: str | None = None, engine: str = "hf", toy_variant: str = "full", dtype: str = "float32",
-            device: str = "cpu", limit: int | None = None, solution_field: str = "solution", id_field: str = "id",
-            answer_field: str = "answer", skip_missing: bool = False, shard_size: int = 128, batch_size: int = 16,
-            seed: int = 0, restart: bool = False, progress: bool = True,
+            column: str | None = None, engine: str = "hf", dtype: str = "float32", device: str = "cpu",
+            limit: int | None = None, problem_field: str = "problem", solution_field: str = "solution",
+            id_field: str = "id", answer_field: str = "answer", skip_missing: bool = False, shard_size: int = 128,
+            batch_size: int = 16, seed: int = 0, restart: bool = False, progress: bool = True,
+            names: Mapping[str, str] | None = None, prepare: Callable | None = None,
             make_generator: Callable[[], object] | None = None) -> dict:
     """Rewrite every split of ``data`` into ``out``; returns the manifest it writes, plus
     ``skipped``: the splits that were done already.
 
+    ``data`` and ``generator`` are plain paths or hub names (``toy://`` resolved before);
+    ``names`` says how they were written (``{"data": "toy://data", ...}``): what the manifest and
+    the resume check record, so they do not depend on where a toy world lies on this machine.
+    ``prepare(dataset)`` maps each loaded split first (the CLI: the data config's ``gopd.data.prepare``).
     ``make_generator`` overrides the engine (tests pass a fake); otherwise ``ENGINES[engine]``
     loads ``generator`` once, on the first split with work left.
     """
-    from gopd.data import load_split
-    from gopd.toy import resolve_path
-
     out = Path(out).expanduser()
     column = column or template.column
-    src = Path(resolve_path(data, toy_variant)).expanduser()
+    src = Path(data).expanduser()
     if src.exists() and (src if src.is_dir() else src.parent).resolve() == out.resolve():
         raise HintError(f"--out {out} is the input's directory: write the rewritten dataset elsewhere")
     if engine not in ENGINES and make_generator is None:
@@ -350,39 +361,29 @@ def rewrite(data: str, out: str | Path, template: HintTemplate, *, generator: st
 
     def lazy():
         if not loaded:
-            if make_generator is not None:
-                loaded.append(make_generator())
-            else:
-                loaded.append(ENGINES[engine](generator, toy_variant=toy_variant, dtype=dtype, device=device,
-                                              max_new_tokens=template.max_new_tokens,
-                                              temperature=template.temperature, top_p=template.top_p,
-                                              system=template.system))
+            loaded.append(make_generator() if make_generator is not None else ENGINES[engine](
+                generator, dtype=dtype, device=device, max_new_tokens=template.max_new_tokens,
+                temperature=template.temperature, top_p=template.top_p, system=template.system))
         return loaded[0]
 
-    config = {"data": data, "template": dataclasses.asdict(template), "column": column, "generator": generator,
-              "engine": engine, "seed": seed, "solution_field": solution_field, "skip_missing": skip_missing,
-              "limit": limit, "dtype": dtype}
-    # Load and check every split before generating anything: a bad row in `test` fails in seconds.
-    datasets_by_split = {}
-    for split in splits:
-        ds = load_split(str(src) if src.exists() else data, split)
-        if limit is not None:
-            ds = ds.select(range(min(limit, len(ds))))
-        check_split(ds, split, template, column=column, solution_field=solution_field, id_field=id_field,
-                    skip_missing=skip_missing)
-        datasets_by_split[split] = ds
+    names = {"data": data, "generator": generator, **(names or {})}
+    fields = {"problem": problem_field, "solution": solution_field, "answer": answer_field}
+    config = {"data": names["data"], "template": dataclasses.asdict(template), "column": column,
+              "generator": names["generator"], "engine": engine, "seed": seed, "fields": fields,
+              "skip_missing": skip_missing, "limit": limit, "dtype": dtype}
+    kw = dict(column=column, solution_field=solution_field, id_field=id_field, skip_missing=skip_missing, fields=fields)
+    datasets_by_split = _load_checked(data, splits, template, limit, prepare, kw)
     out.mkdir(parents=True, exist_ok=True)
     manifest_path = out / MANIFEST
     manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
     manifest.update({"column": column, "template": template.name, "reveals_answer": template.reveals_answer,
-                     "generator": generator, "engine": engine, "source": data})
+                     "generator": names["generator"], "engine": engine, "source": names["data"]})
     manifest.setdefault("splits", {})
     skipped = []
     for split, ds in datasets_by_split.items():
-        stats = rewrite_split(ds, split, out, template, lazy, column=column, solution_field=solution_field,
-                              id_field=id_field, answer_field=answer_field, skip_missing=skip_missing,
-                              shard_size=shard_size, batch_size=batch_size, seed=seed, config=config,
-                              restart=restart, progress=progress)
+        stats = rewrite_split(ds, split, out, template, lazy, answer_field=answer_field, shard_size=shard_size,
+                              batch_size=batch_size, seed=seed, config=config, restart=restart, progress=progress,
+                              **kw)
         if stats is None:
             skipped.append(split)
         else:
@@ -391,19 +392,37 @@ def rewrite(data: str, out: str | Path, template: HintTemplate, *, generator: st
     return {**manifest, "skipped": skipped}
 
 
+def _load_checked(data: str, splits: Sequence[str], template: HintTemplate, limit: int | None,
+                  prepare: Callable | None, kw: Mapping) -> dict:
+    """Every split loaded and checked before anything is generated: a bad row in `test` fails in seconds."""
+    from gopd.data import load_split
+
+    out = {}
+    for split in splits:
+        ds = load_split(data, split)
+        if prepare is not None:
+            ds = prepare(ds)
+        if limit is not None:
+            ds = ds.select(range(min(limit, len(ds))))
+        check_split(ds, split, template, **kw)
+        out[split] = ds
+    return out
+
+
 # ------------------------------------------------------------------------------- CLI
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m gopd.tools.hints", description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    ap.add_argument("--data", default="toy://data", help="input: toy://data, a directory with <split>.parquet|jsonl, a file, or a hub dataset")
-    ap.add_argument("--splits", nargs="+", default=["train", "test"], help="splits to rewrite (training reads train and test)")
+    ap.add_argument("overrides", nargs="*", default=[],
+                    help="Hydra overrides of conf/train.yaml: data (data=..., data.path, splits, fields), "
+                         "model.toy_variant (the world of toy:// paths), seed (e.g. model.toy_variant=mini)")
     ap.add_argument("--out", required=True, help="output directory: <out>/<split>.parquet (+ progress shards, manifest)")
     ap.add_argument("--template", default="structural",
                     help=f"hint template: a YAML file or one of {', '.join(available_templates()) or '(none found)'} (conf/hints/)")
     ap.add_argument("--column", default=None, help="output column (default: the template's 'column')")
-    ap.add_argument("--generator", default="toy://teacher", help="generator checkpoint: path, hub name, or toy://NAME")
+    ap.add_argument("--generator", default="toy://teacher",
+                    help="generator checkpoint: path, hub name, or toy://NAME (in model.toy_variant's world)")
     ap.add_argument("--engine", default="hf", help=f"generation engine: {', '.join(ENGINES)}")
-    ap.add_argument("--toy-variant", default="full", help="toy world that toy:// paths resolve in (full | mini)")
     ap.add_argument("--dtype", default="float32", help="generator weights: float32 | bfloat16 | float16")
     ap.add_argument("--device", default="auto", help="auto (cuda if available) | cpu | cuda:N")
     ap.add_argument("--max-new-tokens", type=int, default=None, help="override the template's generation budget")
@@ -411,50 +430,79 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--batch-size", type=int, default=16, help="prompts per generate call")
     ap.add_argument("--shard-size", type=int, default=128, help="rows per progress shard (at most this many are redone after a kill)")
     ap.add_argument("--limit", type=int, default=None, help="only the first N rows of each split (try a template)")
-    ap.add_argument("--solution-field", default="solution", help="column the hint is written from")
-    ap.add_argument("--answer-field", default="answer", help="column with the final answer (leak count)")
     ap.add_argument("--id-field", default="id", help="column naming a row in error messages")
     ap.add_argument("--skip-missing", action="store_true", help="rows without a solution get a null hint instead of an error")
     ap.add_argument("--restart", action="store_true", help="discard progress saved in --out by another configuration")
-    ap.add_argument("--seed", type=int, default=0, help="sampling seed (temperature > 0)")
     ap.add_argument("--no-progress", action="store_true", help="no progress bar")
     ap.add_argument("--show", type=int, default=3, help="print this many example hints at the end")
     return ap
 
 
+def _quiet_libraries() -> None:
+    import datasets
+    import transformers
+
+    datasets.disable_progress_bars()
+    transformers.utils.logging.disable_progress_bar()
+    transformers.utils.logging.set_verbosity_error()
+
+
+def _rewrite(args) -> tuple[dict, list[str]]:
+    """The CLI's ``rewrite``: data, fields, splits and seed from the trainer's config; returns the
+    manifest and the splits rewritten."""
+    from gopd.data import prepare
+    from gopd.toy import resolve_path
+    from gopd.tools.trainconf import load
+
+    conf = load(args.overrides)
+    d = conf.cfg.data
+    template = load_template(args.template)
+    over = {k: v for k, v in (("max_new_tokens", args.max_new_tokens), ("temperature", args.temperature))
+            if v is not None}
+    template = dataclasses.replace(template, **over)
+    device = args.device
+    if device == "auto":
+        import torch
+
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    _quiet_libraries()
+    # --generator is the tool's own flag: resolved in the same world as the config's toy:// paths
+    generator = resolve_path(args.generator, conf.cfg.model.toy_variant)
+    splits = splits_of(d)
+    return rewrite(d.path, args.out, template, generator=generator, splits=splits, column=args.column,
+                   engine=args.engine, dtype=args.dtype, device=device, limit=args.limit,
+                   problem_field=d.problem_field, solution_field=d.solution_field or "solution",
+                   answer_field=d.answer_field, id_field=args.id_field, skip_missing=args.skip_missing,
+                   shard_size=args.shard_size, batch_size=args.batch_size, seed=conf.cfg.seed, restart=args.restart,
+                   progress=not args.no_progress, prepare=lambda ds: prepare(ds, d),  # rows as training reads them
+                   names={"data": conf.raw.data.path, "generator": args.generator}), splits
+
+
+def splits_of(d) -> list[str]:
+    """The splits training reads: ``data.train_split`` and ``data.test_split`` (none when null: held out of train)."""
+    return [d.train_split, *([d.test_split] if d.get("test_split") else [])]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    from gopd.schema import ConfigError
+
     args = build_parser().parse_args(argv)
     try:
-        template = load_template(args.template)
-        over = {k: v for k, v in (("max_new_tokens", args.max_new_tokens), ("temperature", args.temperature))
-                if v is not None}
-        template = dataclasses.replace(template, **over)
-        device = args.device
-        if device == "auto":
-            import torch
-
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-        import datasets
-        import transformers
-
-        datasets.disable_progress_bars()
-        transformers.utils.logging.disable_progress_bar()
-        transformers.utils.logging.set_verbosity_error()
-        manifest = rewrite(args.data, args.out, template, generator=args.generator, splits=args.splits,
-                           column=args.column, engine=args.engine, toy_variant=args.toy_variant, dtype=args.dtype,
-                           device=device, limit=args.limit, solution_field=args.solution_field,
-                           id_field=args.id_field, answer_field=args.answer_field, skip_missing=args.skip_missing,
-                           shard_size=args.shard_size, batch_size=args.batch_size, seed=args.seed,
-                           restart=args.restart, progress=not args.no_progress)
-    except (HintError, FileNotFoundError) as e:
+        manifest, splits = _rewrite(args)
+    except (HintError, ConfigError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"interrupted: finished shards are kept in {Path(args.out) / WORK_DIR}; "
               f"run the same command again to continue", file=sys.stderr)
         return 130
+    _report(args, manifest, splits)
+    return 0
+
+
+def _report(args, manifest: Mapping, splits: Sequence[str]) -> None:
     col = manifest["column"]
-    for split in args.splits:
+    for split in splits:
         st = manifest["splits"].get(split, {})
         if split in manifest["skipped"]:
             print(f"{split}: already done ({st.get('rows', '?')} rows in {st.get('output', args.out)}): nothing to do")
@@ -466,12 +514,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.show:
         import pyarrow.parquet as pq
 
-        first = Path(args.out) / f"{args.splits[0]}.parquet"
-        tbl = pq.read_table(first).slice(0, args.show).to_pylist()
-        for row in tbl:
+        for row in pq.read_table(Path(args.out) / f"{splits[0]}.parquet").slice(0, args.show).to_pylist():
             print(f"  [{row.get(args.id_field)}] {str(row.get(col))[:200]!r}")
-    print(f"train on it: python src/train.py data.path={args.out} teacher.hint_field={col}")
-    return 0
+    keep = [o for o in args.overrides if not o.startswith("data.path=")]  # the output replaces the input
+    print(f"train on it: python src/train.py {' '.join([*keep, f'data.path={args.out}', f'teacher.hint_field={col}'])}")
 
 
 if __name__ == "__main__":
