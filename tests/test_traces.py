@@ -166,3 +166,13 @@ def test_cli_render_top_and_agree(step, toy_world_mini, tmp_path, capsys):
     saved = json.loads((tmp_path / "agree.json").read_text())
     assert saved["tokens"] == step["batch"].num_tokens
     assert trace_tool.main(["top", str(tmp_path / "nothing")]) == 2
+
+
+def test_agree_resolves_toy_paths_in_the_runs_own_world(toy_world_mini, step, tmp_path, capsys):
+    traces.write_records(tmp_path, 7, records_of(step))
+    (tmp_path / ".hydra").mkdir()
+    (tmp_path / ".hydra" / "config.yaml").write_text("model:\n  toy_variant: mini\n")
+    assert trace_tool.run_toy_variant(trace_tool.trace_files(tmp_path)[0]) == "mini"
+    assert trace_tool.main(["agree", str(tmp_path), "--teacher", "toy://teacher", "-o", str(tmp_path / "a.json")]) == 0
+    assert json.loads((tmp_path / "a.json").read_text())["tokens"] == step["batch"].num_tokens
+    assert trace_tool.run_toy_variant(tmp_path / "a" / "b" / "c" / "step-000001.jsonl") == "full"  # no run config near

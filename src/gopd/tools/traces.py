@@ -264,6 +264,18 @@ def _agreement_table(res: dict) -> str:
     return "\n".join(lines)
 
 
+def run_toy_variant(trace_file: Path) -> str:
+    """The toy world of the run that wrote ``trace_file`` (its ``.hydra/config.yaml``); ``full`` if unknown."""
+    import yaml
+
+    for d in trace_file.resolve().parents[:3]:
+        cfg = d / ".hydra" / "config.yaml"
+        if cfg.is_file():
+            model = (yaml.safe_load(cfg.read_text()) or {}).get("model") or {}
+            return model.get("toy_variant", "full")
+    return "full"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m gopd.tools.traces", description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -280,8 +292,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--negative", action="store_true", help="the most negative tokens instead")
     p.add_argument("--context", type=int, default=6, help="pieces of context on each side")
     p = sub.add_parser("agree", parents=[common], help="sign agreement of the hinted pressure with OPD")
-    p.add_argument("--teacher", required=True, help="RL-checkpoint teacher (path, hub name or toy://teacher)")
-    p.add_argument("--toy-variant", default="full", help="toy world for toy:// paths (full | full_v1 | mini)")
+    p.add_argument("--teacher", required=True,
+                   help="RL-checkpoint teacher (path, hub name, or toy://teacher in the run's own toy world)")
     p.add_argument("--dtype", default="float32", help="teacher weights dtype")
     p.add_argument("-o", "--out", help="also write the result as JSON here")
     args = ap.parse_args(argv)
@@ -312,7 +324,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     transformers.utils.logging.disable_progress_bar()
     transformers.utils.logging.set_verbosity_error()
-    path = resolve_path(args.teacher, args.toy_variant)
+    path = resolve_path(args.teacher, run_toy_variant(trace_files(args.path)[0]))
     tok = load_tokenizer(path)
     model = load_model(path, args.dtype)
     res = records_agreement(records, score_records(records, model, tok.pad_token_id))
