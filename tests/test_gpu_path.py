@@ -299,8 +299,8 @@ def test_lora_step0_student_is_one_copy_of_the_base(standin, deepmath_dir, one_t
     ctx = Context(student=student, student_path=str(standin), tokenizer=tok, pool=pool,
                   problem_field=cfg.data.problem_field, domain_field=cfg.data.domain_field, chunk_size=64,
                   prompt_style=prompt_style(cfg))
-    teacher = TEACHERS["hinted"](cfg, ctx)
-    reference = REFERENCES["student"](cfg, ctx, teacher)
+    teacher = TEACHERS["hinted"](cfg.teacher, ctx)
+    reference = REFERENCES["student"](cfg.reference, ctx, teacher)
     frozen = [teacher.routes["hinted"].model, reference.routes["student0"].model]
     assert len(pool) == 0 and all(isinstance(m, AdapterDisabled) for m in frozen)
     student_ptrs = {p.data_ptr() for p in student.parameters()}

@@ -29,8 +29,8 @@ def test_greedy_left_padded_batch_matches_unpadded_forward(toy_world_mini):
 def test_sampling_is_seeded_and_groups_are_contiguous(toy_world_mini):
     model = load_model(str(toy_world_mini / "student"))
     tok = load_tokenizer(str(toy_world_mini / "student"))
-    cfg = OmegaConf.create({"rollout": {"name": "hf", "n": 3, "max_new_tokens": 8, "temperature": 1.0, "top_p": 1.0}})
-    engine = build_rollout(cfg, model, tok, PromptBuilder(tok))
+    r = OmegaConf.create({"name": "hf", "n": 3, "max_new_tokens": 8, "temperature": 1.0, "top_p": 1.0})
+    engine = build_rollout(r, model, tok, PromptBuilder(tok))
     rows = [{"problem": "12+34"}, {"problem": "5*6"}]
     torch.manual_seed(0)
     a = engine.sample(rows)

@@ -17,9 +17,9 @@ from collections.abc import Mapping, Sequence
 import lightning as L
 import torch
 
-from gopd import strategy, traces
+from gopd import strategy
 from gopd.callbacks import NonFiniteError, StepRecord
-from gopd.estimators import Settings, build_estimator
+from gopd.traces import Tracer
 from gopd.evaluate import greedy_accuracy, scorer_accuracy
 from gopd.rollout import RolloutBatch, decode
 from gopd.verifier import verify_batch
@@ -28,22 +28,29 @@ __all__ = ["GOPDModule", "NonFiniteError"]
 
 
 class GOPDModule(L.LightningModule):
-    def __init__(self, cfg, *, student, tokenizer, rollout, teacher, reference, ema, student_prompts,
-                 eval_rows: Sequence[Mapping], stream, frozen_models: Sequence[torch.nn.Module] = ()):
+    """Built by ``gopd.run`` from the parts the config chose; it holds no config of its own beyond
+    the ``optim`` section, the step budget, the evaluation settings and the answer column."""
+
+    def __init__(self, *, student, tokenizer, rollout, estimator, teacher, ema, student_prompts,
+                 eval_rows: Sequence[Mapping], stream, optim, max_steps: int, evaluation: Mapping,
+                 answer_field: str, tracer: Tracer = Tracer(), frozen_models: Sequence[torch.nn.Module] = ()):
         super().__init__()
         self.automatic_optimization = False
-        self.cfg = cfg
         self.student = student
         self.tokenizer = tokenizer
         self.rollout = rollout
-        self.teacher = teacher            # Scorer or None (pure GRPO)
-        self.estimator = build_estimator(cfg.estimator, Settings.from_config(cfg), teacher, reference)  # reference: a Scorer (the teacher itself for reference=teacher) or None (alpha = 1)
+        self.estimator = estimator        # token | topk | full (gopd.estimators): batch -> loss, diagnostics, traces
+        self.teacher = teacher            # Scorer or None (pure GRPO); evaluated once at the start
+        self.optim = optim                # the optim section
+        self.evaluation = dict(evaluation)  # greedy evaluation: answer/domain fields, max_new_tokens, batch_size
+        self.answer_field = answer_field
+        self.tracer = tracer
         self.ema = list(ema)
         self.student_prompts = student_prompts
         self.eval_rows = list(eval_rows)
         self._frozen = list(frozen_models)  # not submodules: never optimized or checkpointed
         self.stream = stream              # the prompt stream (its position is resume state)
-        self.max_steps = int(cfg.trainer.max_steps)
+        self.max_steps = int(max_steps)
         self.batches = 0                  # rollout batches done: the "step" of every logged row
         self.resume_state: dict | None = None  # set by the runner when a checkpoint is found
         self._pending_rng: dict | None = None
@@ -75,7 +82,7 @@ class GOPDModule(L.LightningModule):
         }
 
     def configure_optimizers(self):
-        o = self.cfg.optim
+        o = self.optim
         params = [p for p in self.student.parameters() if p.requires_grad]  # LoRA: the adapters only
         opt = torch.optim.AdamW(params, lr=o.lr, betas=tuple(o.betas), weight_decay=o.weight_decay)
         warmup = max(int(o.warmup_steps), 0)
@@ -84,7 +91,7 @@ class GOPDModule(L.LightningModule):
 
     # --------------------------------------------------------------------------- one step
     def training_step(self, rows: list[dict], batch_idx: int) -> dict | None:
-        cfg, pad = self.cfg, self.tokenizer.pad_token_id
+        pad = self.tokenizer.pad_token_id
         if self.batches >= self.max_steps:  # resumed at the end: nothing left to train
             self.trainer.should_stop = True
             return None
@@ -101,9 +108,9 @@ class GOPDModule(L.LightningModule):
         rewards = self._verify(batch)                                                       # verify
         step = self.estimator(self.student, batch, rewards, pad)                            # score -> advantages -> loss
         loss = step.loss
-        if self.trainer.is_global_zero and traces.due(cfg, self.batches):
-            traces.save(cfg, self.trainer.default_root_dir, self.batches, batch, self.tokenizer,
-                        rewards=rewards, **step.trace())
+        if self.trainer.is_global_zero and self.tracer.due(self.batches):
+            self.tracer.save(self.trainer.default_root_dir, self.batches, batch, self.tokenizer,
+                             rewards=rewards, **step.trace())
         t2 = time.perf_counter()
 
         bad = _first_non_finite(batch.mask, **step.checks)
@@ -132,7 +139,7 @@ class GOPDModule(L.LightningModule):
 
     def _verify(self, batch: RolloutBatch) -> torch.Tensor:
         texts = decode(self.tokenizer, batch.completion_ids, batch.mask)
-        answers = [str(row[self.cfg.data.answer_field]) for row in batch.rows]
+        answers = [str(row[self.answer_field]) for row in batch.rows]
         return torch.tensor(verify_batch(texts, answers), dtype=torch.float32, device=batch.mask.device)
 
     def _update(self, loss: torch.Tensor, bad: str | None) -> tuple[float, str | None]:
@@ -144,7 +151,7 @@ class GOPDModule(L.LightningModule):
         norm = math.nan
         if bad is None:
             self.manual_backward(loss)
-            norm = strategy.clip_grad_norm(self.trainer, self.student, self.cfg.optim.grad_clip)  # FSDP: all shards
+            norm = strategy.clip_grad_norm(self.trainer, self.student, self.optim.grad_clip)  # FSDP: all shards
             bad = None if math.isfinite(norm) else "gradient norm"
         if bad is not None:
             opt.zero_grad(set_to_none=True)
@@ -158,9 +165,7 @@ class GOPDModule(L.LightningModule):
     # --------------------------------------------------------------------------- evaluation
     def evaluate(self, *, with_teacher: bool = False) -> tuple[dict, dict | None]:
         """Held-out greedy accuracy of the student, and of the teacher when asked -> (student, teacher)."""
-        cfg = self.cfg
-        kw = dict(answer_field=cfg.data.answer_field, domain_field=cfg.data.domain_field,
-                  max_new_tokens=cfg.eval.max_new_tokens, batch_size=cfg.eval.batch_size)
+        kw = self.evaluation
         with strategy.full_root_params(self.trainer):  # FSDP: outside the step, gather the root's weights
             student = greedy_accuracy(self.student, self.tokenizer, self.student_prompts, self.eval_rows, **kw)
             teacher = None

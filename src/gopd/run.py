@@ -177,7 +177,9 @@ class Session:
         from gopd.prompts import PromptBuilder, log_prompts, prompt_style
         from gopd.rollout import build_rollout
         from gopd.strategy import checkpoints_activations
+        from gopd.estimators import Settings, build_estimator
         from gopd.teachers import REFERENCES, TEACHERS, Context
+        from gopd.traces import Tracer
         from gopd.validate import needs_teacher
 
         cfg, res = self.cfg, self.res
@@ -191,18 +193,25 @@ class Session:
                       domain_field=cfg.data.domain_field, chunk_size=cfg.loss.chunk_size, prompt_style=prompt_style(cfg))
         teacher = reference = None
         if needs_teacher(cfg):
-            teacher = TEACHERS[cfg.teacher.name](cfg, ctx)
+            teacher = TEACHERS[cfg.teacher.name](cfg.teacher, ctx)
             if cfg.alpha != 1:  # at alpha = 1 the reference cancels exactly: not even loaded
-                reference = REFERENCES[cfg.reference.name](cfg, ctx, teacher)
+                reference = REFERENCES[cfg.reference.name](cfg.reference, ctx, teacher)
         student_prompts = PromptBuilder(res.tokenizer, problem_field=cfg.data.problem_field, **ctx.prompt_style)
         log_prompts(res.train[0], student_prompts,
                     {"teacher": teacher, "reference": None if reference is teacher else reference}, self.run_dir)
         stream = PromptStream(res.train, cfg.rollout.prompts_per_step, cfg.seed)
-        module = GOPDModule(cfg, student=student, tokenizer=res.tokenizer,
-                            rollout=build_rollout(cfg, student, res.tokenizer, student_prompts),
-                            teacher=teacher, reference=reference, ema=ctx.ema, student_prompts=student_prompts,
-                            eval_rows=res.test.select(range(min(cfg.eval.n_problems, len(res.test)))).to_list(),
-                            stream=stream, frozen_models=pool.models())
+        rollout = build_rollout(cfg.rollout, student, res.tokenizer, student_prompts, model_path=res.student_path,
+                                trust_remote_code=remote)
+        # reference: a Scorer (the teacher itself for reference=teacher), or None at alpha = 1
+        estimator = build_estimator(cfg.estimator, Settings.from_config(cfg), teacher, reference)
+        d, e = cfg.data, cfg.eval
+        module = GOPDModule(student=student, tokenizer=res.tokenizer, rollout=rollout, estimator=estimator,
+                            teacher=teacher, ema=ctx.ema, student_prompts=student_prompts,
+                            eval_rows=res.test.select(range(min(e.n_problems, len(res.test)))).to_list(),
+                            stream=stream, optim=cfg.optim, max_steps=cfg.trainer.max_steps,
+                            evaluation=dict(answer_field=d.answer_field, domain_field=d.domain_field,
+                                            max_new_tokens=e.max_new_tokens, batch_size=e.batch_size),
+                            answer_field=d.answer_field, tracer=Tracer.from_config(cfg), frozen_models=pool.models())
         return module, stream, pool
 
     def summary(self, **extra) -> dict:

@@ -1,7 +1,8 @@
 """Builders of the teacher and reference scorers, one per config-group option.
 
-``TEACHERS[cfg.teacher.name](cfg, ctx)`` and ``REFERENCES[cfg.reference.name](cfg, ctx, teacher)``
-return a ``Scorer`` (a reference may return the string ``"teacher"``: ``r = q``).
+``TEACHERS[cfg.teacher.name](cfg.teacher, ctx)`` and ``REFERENCES[cfg.reference.name](cfg.reference, ctx,
+teacher)`` return a ``Scorer``; each builder reads its own config section, and the ``Context`` holds
+what they share. ``reference=teacher`` returns the teacher scorer itself (``r = q``).
 """
 
 from __future__ import annotations
@@ -41,8 +42,7 @@ class Context:
         return self.pool.get(path)
 
 
-def hinted_teacher(cfg, ctx: Context) -> Scorer:
-    t = cfg.teacher
+def hinted_teacher(t, ctx: Context) -> Scorer:
     prompts = PromptBuilder(ctx.tokenizer, hint_field=t.hint_field, hint_template=t.hint_template,
                             problem_field=ctx.problem_field, **ctx.prompt_style)
     if t.weights == "initial":
@@ -58,12 +58,11 @@ def hinted_teacher(cfg, ctx: Context) -> Scorer:
     return Scorer({"hinted": Route(model, prompts)}, chunk_size=ctx.chunk_size)
 
 
-def checkpoint_teacher(cfg, ctx: Context) -> Scorer:
-    return Scorer({"teacher": Route(ctx.frozen(cfg.teacher.path), ctx.plain_prompts())}, chunk_size=ctx.chunk_size)
+def checkpoint_teacher(t, ctx: Context) -> Scorer:
+    return Scorer({"teacher": Route(ctx.frozen(t.path), ctx.plain_prompts())}, chunk_size=ctx.chunk_size)
 
 
-def expert_teachers(cfg, ctx: Context) -> Scorer:
-    t = cfg.teacher
+def expert_teachers(t, ctx: Context) -> Scorer:
     routes = {domain: Route(ctx.frozen(path), ctx.plain_prompts()) for domain, path in t.experts.items()}
     default = t.get("default")
 
@@ -79,25 +78,24 @@ def expert_teachers(cfg, ctx: Context) -> Scorer:
     return Scorer(routes, route_of, chunk_size=ctx.chunk_size)
 
 
-def student_reference(cfg, ctx: Context, teacher: Scorer) -> Scorer:
+def student_reference(r, ctx: Context, teacher: Scorer) -> Scorer:
     return Scorer({"student0": Route(ctx.frozen(ctx.student_path), ctx.plain_prompts())}, chunk_size=ctx.chunk_size)
 
 
-def teacher_reference(cfg, ctx: Context, teacher: Scorer) -> Scorer:
+def teacher_reference(r, ctx: Context, teacher: Scorer) -> Scorer:
     return teacher  # r = q: the estimators see `reference is teacher` and score once
 
 
-def pre_rl_reference(cfg, ctx: Context, teacher: Scorer) -> Scorer:
-    return Scorer({"pre_rl": Route(ctx.frozen(cfg.reference.path), ctx.plain_prompts())}, chunk_size=ctx.chunk_size)
+def pre_rl_reference(r, ctx: Context, teacher: Scorer) -> Scorer:
+    return Scorer({"pre_rl": Route(ctx.frozen(r.path), ctx.plain_prompts())}, chunk_size=ctx.chunk_size)
 
 
 TEACHERS = {"hinted": hinted_teacher, "rl_checkpoint": checkpoint_teacher, "domain_experts": expert_teachers}
 REFERENCES = {"student": student_reference, "teacher": teacher_reference, "pre_rl": pre_rl_reference}
 
 
-def teacher_paths(cfg) -> dict[str, str]:
-    """Config key -> checkpoint path, for every checkpoint the teacher config names."""
-    t = cfg.teacher
+def teacher_paths(t) -> dict[str, str]:
+    """Config key -> checkpoint path, for every checkpoint the teacher section names."""
     if t.name == "rl_checkpoint":
         return {"teacher.path": t.path}
     if t.name == "domain_experts":

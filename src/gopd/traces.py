@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 TRACE_DIR = "traces"
@@ -121,30 +122,52 @@ def write_records(run_dir: str | os.PathLike, step: int, records: Iterable[Mappi
     return path
 
 
+@dataclass(frozen=True)
+class Tracer:
+    """What a run's traces record, from the config: the ``traces`` section, and the objective and
+    data settings each record names (alpha, pressure, the hint and answer columns)."""
+
+    every_n_steps: int = 0
+    rollouts: int = 4
+    alpha: float = 1.0
+    pressure: str = "full"
+    hint_field: str | None = None
+    answer_field: str = "answer"
+
+    @classmethod
+    def from_config(cls, cfg) -> "Tracer":
+        t = cfg.get("traces") if hasattr(cfg, "get") else None
+        if t is None:  # a config without a traces section traces nothing
+            return cls()
+        teacher = cfg.get("teacher")
+        hinted = teacher is not None and teacher.get("name") == "hinted"
+        return cls(every_n_steps=int(t.get("every_n_steps", 0) or 0), rollouts=int(t.get("rollouts", 4)),
+                   alpha=float(cfg.alpha), pressure=str(cfg.pressure.name),
+                   hint_field=teacher.get("hint_field") if hinted else None, answer_field=str(cfg.data.answer_field))
+
+    def due(self, step: int) -> bool:
+        """Whether ``traces.every_n_steps`` asks for this step's traces (never at 0 = off)."""
+        return self.every_n_steps > 0 and step % self.every_n_steps == 0
+
+    def save(self, run_dir, step: int, batch, tokenizer, *, s, q=None, r=None, adv=None, opd=None,
+             rewards=None) -> Path:
+        """A step's traces (the training step calls it when ``due``: the signals cost a scoring pass).
+
+        Every estimator gives the sampled tokens' ``s``, ``q``, ``r``; with ``topk``/``full``, ``opd``
+        is the position's expected advantage under the student, ``sum_v pi(v) A(v)``, and ``A`` that
+        mixed with GRPO.
+        """
+        recs = step_records(step, batch, tokenizer, s=s, q=q, r=r, adv=adv, opd=opd, rewards=rewards,
+                            alpha=self.alpha, pressure=self.pressure, rollouts=self.rollouts,
+                            hint_field=self.hint_field, answer_field=self.answer_field)
+        return write_records(run_dir, step, recs)
+
+
 def due(cfg, step: int) -> bool:
-    """Whether ``traces.every_n_steps`` asks for this step's traces (never without a ``traces`` section or at 0)."""
-    t = cfg.get("traces") if hasattr(cfg, "get") else None
-    every = int(t.get("every_n_steps", 0) or 0) if t is not None else 0
-    return every > 0 and step % every == 0
+    return Tracer.from_config(cfg).due(step)
 
 
 def maybe_save(cfg, run_dir, step: int, batch, tokenizer, **signals) -> Path | None:
-    """``save`` when ``traces.every_n_steps`` says this step is due, else nothing (None)."""
-    return save(cfg, run_dir, step, batch, tokenizer, **signals) if due(cfg, step) else None
-
-
-def save(cfg, run_dir, step: int, batch, tokenizer, *, s, q=None, r=None, adv=None, opd=None,
-         rewards=None) -> Path:
-    """A step's traces (the training step calls it when ``due``: the signals cost a scoring pass).
-
-    Every estimator gives the sampled tokens' ``s``, ``q``, ``r``; with ``topk``/``full``, ``opd``
-    is the position's expected advantage under the student, ``sum_v pi(v) A(v)``, and ``A`` that
-    mixed with GRPO.
-    """
-    t = cfg.traces
-    teacher = cfg.get("teacher")
-    hint_field = teacher.get("hint_field") if teacher is not None and teacher.get("name") == "hinted" else None
-    recs = step_records(step, batch, tokenizer, s=s, q=q, r=r, adv=adv, opd=opd, rewards=rewards,
-                        alpha=float(cfg.alpha), pressure=cfg.pressure.name, rollouts=t.get("rollouts", 4),
-                        hint_field=hint_field, answer_field=cfg.data.answer_field)
-    return write_records(run_dir, step, recs)
+    """``Tracer.save`` when ``traces.every_n_steps`` says this step is due, else nothing (None)."""
+    tracer = Tracer.from_config(cfg)
+    return tracer.save(run_dir, step, batch, tokenizer, **signals) if tracer.due(step) else None

@@ -131,7 +131,7 @@ def check_resources(cfg) -> Resources:
     student = _checkpoint("model.path", cfg.model.path)
     remote = bool(cfg.model.get("trust_remote_code", False))
     tokenizer = _tokenizer("model.path", student, remote)
-    others = dict(teacher_paths(cfg)) if needs_teacher(cfg) else {}
+    others = dict(teacher_paths(cfg.teacher)) if needs_teacher(cfg) else {}
     if cfg.reference.name == "pre_rl":
         others["reference.path"] = cfg.reference.path  # checked even when alpha = 1 makes it unused
     for key, path in others.items():

@@ -69,7 +69,8 @@ def main(argv: list[str] | None = None) -> None:
     results = {}
     for name, cfg in (("hf", hf_cfg), ("vllm", vllm_cfg)):
         torch.manual_seed(cfg.seed)
-        results[name] = _time(build_rollout(cfg, student, tokenizer, prompts), rows, a.batches)
+        results[name] = _time(build_rollout(cfg.rollout, student, tokenizer, prompts, model_path=student_path),
+                              rows, a.batches)
 
     r = hf_cfg.rollout
     print(f"rollout throughput, toy student ({a.variant}): {r.prompts_per_step} prompts x n={r.n}, "

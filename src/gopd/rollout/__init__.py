@@ -15,17 +15,18 @@ __all__ = ["ROLLOUTS", "HFRollout", "RolloutBatch", "build_rollout", "completion
            "left_pad", "logp_gap_metrics", "right_pad"]
 
 
-def _vllm(cfg, model, tokenizer, prompts: PromptBuilder):
+def _vllm(r, model, tokenizer, prompts: PromptBuilder, **engine):
     from gopd.rollout.vllm import build_vllm_rollout  # imports vLLM (~7 s) only when rollout=vllm
 
-    return build_vllm_rollout(cfg, model, tokenizer, prompts)
+    return build_vllm_rollout(r, model, tokenizer, prompts, **engine)
 
 
 ROLLOUTS = {"hf": build_hf_rollout, "vllm": _vllm}
 
 
-def build_rollout(cfg, model, tokenizer, prompts: PromptBuilder):
-    name = cfg.rollout.name
-    if name not in ROLLOUTS:
-        raise ValueError(f"rollout must be one of {', '.join(ROLLOUTS)}, got {name!r}")
-    return ROLLOUTS[name](cfg, model, tokenizer, prompts)
+def build_rollout(r, model, tokenizer, prompts: PromptBuilder, *, model_path: str | None = None,
+                  trust_remote_code: bool = False):
+    """The engine the ``rollout`` section names; an engine of its own (vLLM) starts on ``model_path``."""
+    if r.name not in ROLLOUTS:
+        raise ValueError(f"rollout must be one of {', '.join(ROLLOUTS)}, got {r.name!r}")
+    return ROLLOUTS[r.name](r, model, tokenizer, prompts, model_path=model_path, trust_remote_code=trust_remote_code)

@@ -55,7 +55,7 @@ class HFRollout:
         """Nothing to do: HF generate reads the trainer's weights directly."""
 
 
-def build_hf_rollout(cfg, model, tokenizer, prompts: PromptBuilder) -> HFRollout:
-    r = cfg.rollout
+def build_hf_rollout(r, model, tokenizer, prompts: PromptBuilder, **engine) -> HFRollout:
+    """``engine`` (the checkpoint path) is not needed: ``generate`` runs on the live student."""
     return HFRollout(model, tokenizer, prompts, n=r.n, max_new_tokens=r.max_new_tokens,
                      temperature=r.temperature, top_p=r.top_p)

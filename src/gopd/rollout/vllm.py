@@ -161,11 +161,9 @@ class VLLMRollout:
             self.asleep -= set(tags)
 
 
-def build_vllm_rollout(cfg, model, tokenizer, prompts: PromptBuilder) -> VLLMRollout:
-    """The engine on the student checkpoint (``model.path``), sampling as ``cfg.rollout`` says."""
-
-    r = cfg.rollout
-    path = cfg.model.path
-    llm = build_engine(path, r, trust_remote_code=bool(cfg.model.get("trust_remote_code", False)))
+def build_vllm_rollout(r, model, tokenizer, prompts: PromptBuilder, *, model_path: str,
+                       trust_remote_code: bool = False) -> VLLMRollout:
+    """The engine on the student checkpoint ``model_path``, sampling as the ``rollout`` section ``r`` says."""
+    llm = build_engine(model_path, r, trust_remote_code=trust_remote_code)
     return VLLMRollout(llm, model, tokenizer, prompts, n=r.n, max_new_tokens=r.max_new_tokens,
                        temperature=r.temperature, top_p=r.top_p, sleep=bool(r.enable_sleep_mode))
