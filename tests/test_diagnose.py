@@ -151,7 +151,7 @@ def test_prompts_are_the_trainers_with_a_problem_template_and_chat_template_kwar
     ctx = Context(student=student, student_path=cfg.model.path, tokenizer=tok, pool=ModelPool(cfg.model.dtype),
                   problem_field=cfg.data.problem_field, domain_field=cfg.data.domain_field,
                   chunk_size=cfg.loss.chunk_size, prompt_style=prompt_style(cfg))
-    teacher = hinted_teacher(cfg, ctx).routes["hinted"].prompts
+    teacher = hinted_teacher(cfg.teacher, ctx).routes["hinted"].prompts
     assert prompts.hinted(tok, cfg.teacher.hint_field).text(row) == teacher.text(row)
 
 

@@ -53,6 +53,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from gopd.prompts import DEFAULT_HINT_TEMPLATE, PROBLEM, PromptBuilder, prompt_style  # light: no torch
+from gopd.tools import trainconf
 
 REFERENCES = ("student", "teacher")  # or any other name with a ref_model (pre_rl: a pre-RL base)
 COLUMNS = ("hint", "teacher/accuracy", "solution/exact", "hint/tokens", "delta/mean", "delta/max", "delta/min", "opd/max_shock",
@@ -336,11 +337,9 @@ def _quiet_libraries() -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="python -m gopd.tools.diagnose", description=__doc__.split("\n\n")[0],
-                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    ap.add_argument("overrides", nargs="*", default=[],
-                    help="Hydra overrides of conf/train.yaml: student, data, prompts, alpha, pressure, reference, "
-                         "rollout.* sampling, seed (e.g. alpha=2 pressure=positive rollout.n=4 model.toy_variant=mini)")
+    ap = trainconf.parser("python -m gopd.tools.diagnose", __doc__,
+                          "student, data, prompts, alpha, pressure, reference, rollout.* sampling, seed "
+                          "(e.g. alpha=2 pressure=positive rollout.n=4 model.toy_variant=mini)")
     ap.add_argument("--hints", nargs="+", default=None, help="hint columns to compare (None: data.hint_fields)")
     ap.add_argument("--prompts", type=int, default=32, help="prompts rolled out (a seeded random sample of data.train_split)")
     ap.add_argument("--eval-problems", type=int, default=200,

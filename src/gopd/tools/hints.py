@@ -50,6 +50,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from gopd.tools import trainconf
+
 TEMPLATE_DIR = Path(__file__).resolve().parents[3] / "conf" / "hints"
 WORK_DIR = ".hints-work"
 MANIFEST = "hints_manifest.json"
@@ -411,11 +413,9 @@ def _load_checked(data: str, splits: Sequence[str], template: HintTemplate, limi
 
 # ------------------------------------------------------------------------------- CLI
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="python -m gopd.tools.hints", description=__doc__.split("\n\n")[0],
-                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    ap.add_argument("overrides", nargs="*", default=[],
-                    help="Hydra overrides of conf/train.yaml: data (data=..., data.path, splits, fields), "
-                         "model.toy_variant (the world of toy:// paths), seed (e.g. model.toy_variant=mini)")
+    ap = trainconf.parser("python -m gopd.tools.hints", __doc__,
+                          "data (data=..., data.path, splits, fields), model.toy_variant (the world of toy:// "
+                          "paths), seed (e.g. model.toy_variant=mini)")
     ap.add_argument("--out", required=True, help="output directory: <out>/<split>.parquet (+ progress shards, manifest)")
     ap.add_argument("--template", default="structural",
                     help=f"hint template: a YAML file or one of {', '.join(available_templates()) or '(none found)'} (conf/hints/)")

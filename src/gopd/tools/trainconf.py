@@ -8,6 +8,7 @@ of them: the same overrides select the same student, data, prompts and sampling 
 
 from __future__ import annotations
 
+import argparse
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -61,3 +62,11 @@ def load_or_exit(overrides: Sequence[str] = ()) -> TrainConf:
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
+
+
+def parser(prog: str, doc: str, overrides_help: str) -> argparse.ArgumentParser:
+    """A tool's command line: positional Hydra overrides of ``conf/train.yaml``, then its own flags."""
+    ap = argparse.ArgumentParser(prog=prog, description=doc.split("\n\n")[0],
+                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    ap.add_argument("overrides", nargs="*", default=[], help=f"Hydra overrides of conf/train.yaml: {overrides_help}")
+    return ap
