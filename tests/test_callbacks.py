@@ -113,7 +113,7 @@ class _Module:
 
 def _step(book: Bookkeeping, trainer, step: int, bad: str | None = None) -> None:
     record = StepRecord(step, {"train/reward": 0.5, "loss": 1.0, "train/lr": 1e-4, "x/extra": 2.0}, tokens=10,
-                        seconds=0.5, non_finite=bad, progress={"reward": 0.5})
+                        all_tokens=10, seconds=0.5, non_finite=bad, progress={"reward": 0.5})
     book.on_train_batch_end(trainer, _Module(), {"record": record}, None, step)
 
 

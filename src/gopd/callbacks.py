@@ -18,6 +18,7 @@ from pathlib import Path
 import lightning as L
 
 from gopd import checkpoint
+from gopd.distributed import reduce_metrics
 
 log = logging.getLogger("gopd")
 
@@ -40,8 +41,9 @@ class StepRecord:
     """What one training step reports (``training_step`` returns ``{"record": StepRecord}``)."""
 
     step: int                     # the step's index (0-based)
-    metrics: dict                 # its metrics, train/skipped_steps not yet filled in
-    tokens: int                   # completion tokens sampled
+    metrics: dict                 # this rank's metrics, train/skipped_steps not yet filled in
+    tokens: int                   # completion tokens this rank sampled
+    all_tokens: int               # completion tokens all ranks sampled
     seconds: float                # time inside the step
     non_finite: str | None = None  # what was non-finite when the update was skipped
     progress: dict = field(default_factory=dict)  # shown on the progress bar
@@ -105,14 +107,14 @@ class Bookkeeping(L.Callback):
             self.skipped_steps += 1
             self.consecutive_skips += 1
             self.last_non_finite = record.non_finite
-        self.tokens_seen += record.tokens
+        self.tokens_seen += record.all_tokens
         self.step_seconds += record.seconds
         self.last_step = record.step
         metrics = {k: record.metrics.get(k, math.nan) for k in STEP_METRICS}
         metrics["train/skipped_steps"] = self.skipped_steps
         metrics |= record.metrics
-        if self._log_due(trainer, record.step):
-            emit(trainer, metrics, record.step)
+        if self._log_due(trainer, record.step):  # the same on every rank: they reduce together
+            emit(trainer, reduce_metrics(metrics, record.tokens), record.step)
         progress = {**record.progress, "eval_acc": self.summary.get("eval/accuracy_final", math.nan)}
         module.log_dict(progress, prog_bar=True, logger=False, batch_size=1)
 

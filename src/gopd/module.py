@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 import lightning as L
 import torch
 
-from gopd import strategy
+from gopd import distributed, strategy
 from gopd.callbacks import NonFiniteError, StepRecord
 from gopd.traces import Tracer
 from gopd.evaluate import greedy_accuracy, scorer_accuracy
@@ -107,22 +107,24 @@ class GOPDModule(L.LightningModule):
 
         rewards = self._verify(batch)                                                       # verify
         step = self.estimator(self.student, batch, rewards, pad)                            # score -> advantages -> loss
-        loss = step.loss
+        n_tok, n_all = batch.num_tokens, distributed.global_tokens(batch.num_tokens)
+        loss = step.loss * distributed.token_scale(n_tok, n_all)  # global token mean over the ranks
         if self.trainer.is_global_zero and self.tracer.due(self.batches):
             self.tracer.save(self.trainer.default_root_dir, self.batches, batch, self.tokenizer,
                              rewards=rewards, **step.trace())
         t2 = time.perf_counter()
 
         bad = _first_non_finite(batch.mask, **step.checks)
+        if distributed.any_rank(bad is not None) and bad is None:  # every rank skips, or none
+            bad = "values on another rank"
         grad_norm, bad = self._update(loss, bad)                                            # update
         self.rollout.sync(self.student)                                                     # sync
         t3 = time.perf_counter()
 
-        n_tok = batch.num_tokens
         metrics = {
             "train/reward": float(rewards.mean()),
             "train/response_len": n_tok / len(batch.rows),
-            "loss": float(loss.detach()),
+            "loss": float(step.loss.detach()),  # this rank's token mean (the logged value is reduced over ranks)
             "grad_norm": grad_norm,
             "train/lr": self.optimizers().param_groups[0]["lr"],
             "perf/rollout_s": t1 - t0,
@@ -131,7 +133,7 @@ class GOPDModule(L.LightningModule):
             "perf/tokens_per_s": n_tok / max(t3 - t0, 1e-9),
         }
         metrics.update(step.diagnostics)
-        record = StepRecord(self.batches, metrics, n_tok, t3 - t0, bad, {"reward": metrics["train/reward"]})
+        record = StepRecord(self.batches, metrics, n_tok, n_all, t3 - t0, bad, {"reward": metrics["train/reward"]})
         self.batches += 1
         if self.batches >= self.max_steps:
             self.trainer.should_stop = True
