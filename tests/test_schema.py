@@ -196,7 +196,7 @@ BAD_CASES = list(bad_cases())
 def test_the_generated_cases_cover_every_kind_of_key():
     keys = {p.values[1] for p in BAD_CASES}
     for key in ("optim.lr", "rollout.top_p", "teacher.ema_decay", "teacher.experts.add", "rollout.gpu_memory_utilization",
-                "estimator.k", "model.lora.target_modules", "trainer.strategy.sharding_strategy", "optim.betas",
+                "estimator.k", "model.lora.target_modules", "trainer.strategy.mixed_precision", "optim.betas",
                 "logger.wandb.mode", "reference.path", "pressure.clip", "traces.rollouts", "trainer.devices"):
         assert key in keys, key
     assert len(BAD_CASES) > 300

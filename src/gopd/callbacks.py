@@ -18,7 +18,7 @@ from pathlib import Path
 import lightning as L
 
 from gopd import checkpoint
-from gopd.distributed import reduce_metrics
+from gopd.distributed import any_rank, reduce_metrics
 
 log = logging.getLogger("gopd")
 
@@ -194,7 +194,8 @@ class Checkpointing(L.Callback):
 
     def __init__(self, every_n_steps: int = 0):
         self.every = max(int(every_n_steps), 0)
-        self.received: int | None = None
+        self.received: int | None = None   # the signal this process got
+        self.stopped = False               # a rank got one: every rank saved and stopped
         self.previous: dict[int, object] = {}
         self.saved_step: int | None = None
 
@@ -212,10 +213,11 @@ class Checkpointing(L.Callback):
         if problem:
             self.save(trainer, module)
             raise NonFiniteError(problem)
-        if self.received is not None:
+        if any_rank(self.received is not None):  # a launcher may signal rank 0 only: all ranks stop together
+            self.stopped = True
             self.save(trainer, module)
-            log.warning("received %s: checkpoint saved at step %d, stopping", signal.Signals(self.received).name,
-                        module.batches)
+            name = signal.Signals(self.received).name if self.received is not None else "a stop signal on another rank"
+            log.warning("received %s: checkpoint saved at step %d, stopping", name, module.batches)
             trainer.should_stop = True
         elif module.batches >= module.max_steps or (self.every and module.batches % self.every == 0):
             self.save(trainer, module)
@@ -227,11 +229,11 @@ class Checkpointing(L.Callback):
     def save(self, trainer, module) -> Path:
         """Every rank gathers (FSDP shards), rank 0 writes, then all wait for it."""
         from gopd.runlog import loggers_state
-        from gopd.strategy import student_state_dict
+        from gopd.strategy import full_state_dict
 
         run_dir = Path(trainer.default_root_dir)
         state = checkpoint.merge_state(module.resume_payload(), bookkeeping(trainer).state(), loggers_state(trainer.loggers))
-        weights = student_state_dict(trainer)  # None unless FSDP
+        weights = full_state_dict(module.student)  # gathered to rank 0 under FSDP; None otherwise
         path = checkpoint.step_dir(run_dir, module.batches)
         if trainer.is_global_zero:
             path = checkpoint.save(run_dir, module.batches, module.student, [e.model for e in module.ema], state,

@@ -95,6 +95,11 @@ class AdapterDisabled:
     def base_model(self):
         return _Disabled(self.model.base_model, self)
 
+    @property
+    def gopd_body(self):
+        """The body through the sharded student's root unit (``gopd.strategy.body``), adapters off."""
+        return _Disabled(getattr(self.model, "gopd_body", self.model.base_model), self)
+
     def __call__(self, *args, **kwargs):
         return _Disabled(self.model, self)(*args, **kwargs)
 
@@ -141,20 +146,26 @@ def prepare_student(model: torch.nn.Module, model_cfg, *,
     return model
 
 
-def merged_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+def merged_state_dict(model: torch.nn.Module, state: dict | None = None) -> dict[str, torch.Tensor]:
     """The student's weights with every adapter merged in, under the base model's own names
-    (a plain checkpoint that loads without peft). The live model is not modified."""
+    (a plain checkpoint that loads without peft). The live model is not modified. ``state``: the
+    model's full weights when it does not hold them whole (gathered from FSDP shards)."""
     from peft.tuners.lora import LoraLayer
 
     merged: dict[str, torch.Tensor] = {}
     for name, module in model.named_modules():
         if isinstance(module, LoraLayer) and ADAPTER in module.lora_A:
-            base = module.get_base_layer()
             with torch.no_grad():
-                delta = module.get_delta_weight(ADAPTER).to(base.weight.dtype)
-                merged[f"{name}.weight"] = (base.weight + delta).detach()
+                if state is None:
+                    base = module.get_base_layer().weight
+                    delta = module.get_delta_weight(ADAPTER)
+                else:  # lora.Linear's delta (no fan_in_fan_out), from the gathered tensors
+                    base = state[f"{name}.base_layer.weight"]
+                    a, b = state[f"{name}.lora_A.{ADAPTER}.weight"], state[f"{name}.lora_B.{ADAPTER}.weight"]
+                    delta = (b @ a) * module.scaling[ADAPTER]
+                merged[f"{name}.weight"] = (base + delta.to(base.dtype)).detach()
     out = {}
-    for key, value in model.state_dict().items():
+    for key, value in (model.state_dict() if state is None else state).items():
         if "lora_" in key:
             continue
         key = key.replace(".base_layer.", ".")
@@ -162,9 +173,12 @@ def merged_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return out
 
 
-def save_student(model: torch.nn.Module, path: str | Path) -> None:
-    """``save_pretrained`` of the trained student; with LoRA, the adapters merged into the weights."""
+def save_student(model: torch.nn.Module, path: str | Path, state: dict | None = None) -> None:
+    """``save_pretrained`` of the trained student; with LoRA, the adapters merged into the weights.
+    ``state``: its full weights when the model does not hold them whole (FSDP)."""
     if has_lora(model):
-        model.save_pretrained(str(path), state_dict=merged_state_dict(model))
+        model.save_pretrained(str(path), state_dict=merged_state_dict(model, state))
+    elif state is not None:
+        model.save_pretrained(str(path), state_dict=state)
     else:
         model.save_pretrained(str(path))

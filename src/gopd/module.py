@@ -56,12 +56,17 @@ class GOPDModule(L.LightningModule):
         self._pending_rng: dict | None = None
 
     # ------------------------------------------------------------------------------- set-up
+    def configure_model(self) -> None:
+        """``trainer=fsdp``: shard the student over the ranks (FSDP2); nothing under other strategies."""
+        if not strategy.is_sharded(self.student):
+            strategy.shard(self.trainer, [self.student])
+
     def on_fit_start(self) -> None:
         for m in self._frozen + [e.model for e in self.ema]:
             m.to(self.device)
         if self.resume_state is not None:
             s = self.resume_state
-            strategy.load_optimizer_state(self.trainer, self.optimizers().optimizer, s["optimizer"])
+            strategy.load_optimizer_state(self.trainer, self.student, self.optimizers().optimizer, s["optimizer"])
             self.lr_schedulers().load_state_dict(s["scheduler"])
             self.batches = s["progress"]["batches"]
         self.stream.position = self.batches  # the loader prefetches: resume from what was trained on
@@ -75,7 +80,7 @@ class GOPDModule(L.LightningModule):
         from gopd.checkpoint import rng_state
 
         return {
-            "optimizer": strategy.optimizer_state(self.trainer, self.optimizers().optimizer),  # FSDP: gathered
+            "optimizer": strategy.optimizer_state(self.trainer, self.student, self.optimizers().optimizer),  # FSDP: gathered
             "scheduler": self.lr_schedulers().state_dict(),
             "rng": rng_state(),
             "progress": {"batches": self.batches},
@@ -168,11 +173,10 @@ class GOPDModule(L.LightningModule):
     def evaluate(self, *, with_teacher: bool = False) -> tuple[dict, dict | None]:
         """Held-out greedy accuracy of the student, and of the teacher when asked -> (student, teacher)."""
         kw = self.evaluation
-        with strategy.full_root_params(self.trainer):  # FSDP: outside the step, gather the root's weights
-            student = greedy_accuracy(self.student, self.tokenizer, self.student_prompts, self.eval_rows, **kw)
-            teacher = None
-            if with_teacher and self.teacher is not None:
-                teacher = scorer_accuracy(self.teacher, self.tokenizer, self.eval_rows, **kw)
+        student = greedy_accuracy(self.student, self.tokenizer, self.student_prompts, self.eval_rows, **kw)
+        teacher = None
+        if with_teacher and self.teacher is not None:
+            teacher = scorer_accuracy(self.teacher, self.tokenizer, self.eval_rows, **kw)
         return student, teacher
 
 

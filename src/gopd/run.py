@@ -115,7 +115,6 @@ class Session:
         from torch.utils.data import DataLoader
 
         from gopd import checkpoint
-        from gopd.lora import save_student
         from gopd.runlog import wandb_run
 
         cfg, run_dir = self.cfg, self.run_dir
@@ -136,13 +135,13 @@ class Session:
         except SIGTERMException:  # Lightning's own stop on SIGTERM, between two steps
             if self._checkpointing().received is None:
                 raise
+            self._checkpointing().stopped = True
             self._checkpointing().ensure_saved(trainer, self.module)
             fitted = True
         finally:
             _finish_wandb(wandb_run(loggers), self.summary(status=self._status() if fitted else "failed"))
-        if cfg.save_final and self._checkpointing().received is None:
-            save_student(self.module.student, run_dir / "final")  # LoRA: adapters merged in
-            self.res.tokenizer.save_pretrained(run_dir / "final")
+        if cfg.save_final and not self._checkpointing().stopped:
+            save_final(trainer, self.module.student, self.res.tokenizer, run_dir / "final")
         return self.summary(status=self._status())
 
     def _resume(self, path) -> dict | None:
@@ -167,7 +166,7 @@ class Session:
 
     def _status(self) -> str:
         cp = self._checkpointing()
-        return "preempted" if cp is not None and cp.received is not None else "completed"
+        return "preempted" if cp is not None and cp.stopped else "completed"
 
     def _build(self):
         from gopd.data import PromptStream
@@ -176,7 +175,7 @@ class Session:
         from gopd.pool import ModelPool, load_model
         from gopd.prompts import PromptBuilder, log_prompts, prompt_style
         from gopd.rollout import build_rollout
-        from gopd.strategy import checkpoints_activations
+        from gopd.strategy import wants_activation_checkpointing
         from gopd.estimators import Settings, build_estimator
         from gopd.teachers import REFERENCES, TEACHERS, Context
         from gopd.traces import Tracer
@@ -186,7 +185,7 @@ class Session:
         remote = bool(cfg.model.get("trust_remote_code", False))
         student = prepare_student(load_model(res.student_path, cfg.model.dtype, trainable=True, trust_remote_code=remote),
                                   cfg.model, gradient_checkpointing=cfg.model.get("gradient_checkpointing", False)
-                                  and not checkpoints_activations(cfg.trainer)).train()  # LoRA, checkpointing
+                                  or wants_activation_checkpointing(cfg.trainer)).train()  # LoRA, checkpointing
         pool = ModelPool(cfg.model.dtype, trust_remote_code=remote)
         ctx = Context(student=student, student_path=res.student_path, tokenizer=res.tokenizer, pool=pool,
                       problem_field=cfg.data.problem_field,
@@ -232,6 +231,19 @@ class Session:
         cp = self._checkpointing()
         if cp is not None:
             cp.forward_signal()
+
+
+def save_final(trainer, student, tokenizer, path: Path) -> None:
+    """The trained student as a plain HF checkpoint (LoRA merged in), written by rank 0; under FSDP
+    every rank takes part in gathering the weights."""
+    from gopd.lora import save_student
+    from gopd.strategy import full_state_dict
+
+    weights = full_state_dict(student)
+    if trainer.is_global_zero:
+        save_student(student, path, state=weights)
+        tokenizer.save_pretrained(path)
+    trainer.strategy.barrier("gopd-final")
 
 
 def trainer_args(cfg, run_dir: Path) -> dict:

@@ -63,7 +63,6 @@ LOGPROBS_MODES = ("processed_logprobs", "raw_logprobs")             # gopd.rollo
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps", "tpu", "hpu")  # Lightning's accelerator names
 PRECISIONS = (64, 32, 16, "64", "32", "16", "bf16", "64-true", "32-true", "16-true", "bf16-true", "16-mixed",
               "bf16-mixed", "transformer-engine", "transformer-engine-float16")  # Lightning's precision inputs
-SHARDING = ("FULL_SHARD", "SHARD_GRAD_OP", "HYBRID_SHARD", "NO_SHARD", "_HYBRID_SHARD_ZERO2")  # torch ShardingStrategy
 RUN_SETS = ("max_epochs", "logger", "callbacks", "enable_checkpointing", "enable_model_summary", "enable_progress_bar",
             "num_sanity_val_steps", "default_root_dir")  # Trainer keywords gopd.run passes itself
 
@@ -257,12 +256,13 @@ class Optim(Keys):
 
 
 class Strategy(BaseModel):
-    """A ``_target_`` node (``trainer=fsdp``): ``gopd.strategy.fsdp``'s arguments; others pass to FSDPStrategy."""
+    """A ``_target_`` node (``trainer=fsdp``): ``gopd.strategy.fsdp``'s arguments; others pass to ModelParallelStrategy."""
 
     model_config = ConfigDict(extra="allow")
 
-    target: Name = F("the strategy factory (gopd.strategy.fsdp builds Lightning's FSDPStrategy)", alias="_target_")
-    sharding_strategy: Literal[SHARDING] = F("FULL_SHARD (ZeRO-3) | SHARD_GRAD_OP (ZeRO-2) | HYBRID_SHARD", "FULL_SHARD")
+    target: Name = F("the strategy factory (gopd.strategy.fsdp: FSDP2 through Lightning's ModelParallelStrategy)",
+                     alias="_target_")
+    reshard_after_forward: Bool = F("free each unit's gathered weights after its forward (ZeRO-3); false = ZeRO-2", True)
     mixed_precision: Optional[Literal[DTYPES]] = F("dtype of the sharded params and buffers in compute; null = off",
                                                    "bfloat16")
     activation_checkpointing: Bool = F("recompute each decoder layer in backward", True)

@@ -17,6 +17,7 @@ from torch import Tensor
 from gopd.logprobs import DEFAULT_CHUNK, token_logprobs_from_hidden
 from gopd.prompts import PromptBuilder
 from gopd.rollout import left_pad
+from gopd.strategy import body
 
 
 def pack(prompt_ids: Sequence[Sequence[int]], completion_ids: Tensor, completion_mask: Tensor, pad_id: int):
@@ -50,7 +51,7 @@ def completion_logprobs(
     """
     ids, attn, pos, p = pack(prompt_ids, completion_ids, completion_mask, pad_id)
     t = completion_ids.shape[1]
-    hidden = model.base_model(input_ids=ids, attention_mask=attn, position_ids=pos).last_hidden_state
+    hidden = body(model, input_ids=ids, attention_mask=attn, position_ids=pos).last_hidden_state
     hidden = hidden[:, p - 1 : p - 1 + t]
     head = model.get_output_embeddings()
     logp = token_logprobs_from_hidden(hidden, head.weight, completion_ids, bias=head.bias, chunk_size=chunk_size)

@@ -30,6 +30,7 @@ from torch.nn.functional import linear
 from gopd import objective
 from gopd.logprobs import DEFAULT_CHUNK
 from gopd.scoring import Scorer, pack
+from gopd.strategy import body
 
 VOCAB_ESTIMATORS = ("full", "topk")
 DIAGNOSTICS = ("pos_mass", "neg_mass", "pos_frac", "teacher_kl", "ref_kl")  # token means; shock is a max
@@ -48,7 +49,7 @@ def completion_hidden(model, prompt_ids: Sequence[Sequence[int]], completion_ids
                       pad_id: int) -> Tensor:
     """Final hidden states ``[B, T, d]`` that predict each completion token (body only, no head)."""
     ids, attn, pos, p = pack(prompt_ids, completion_ids, mask, pad_id)
-    hidden = model.base_model(input_ids=ids, attention_mask=attn, position_ids=pos).last_hidden_state
+    hidden = body(model, input_ids=ids, attention_mask=attn, position_ids=pos).last_hidden_state
     return hidden[:, p - 1 : p - 1 + completion_ids.shape[1]]
 
 

@@ -7,8 +7,10 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import Tensor
 
+from gopd import distributed
 from gopd.prompts import PromptBuilder
 from gopd.rollout.batch import RolloutBatch, completion_mask, left_pad
+from gopd.strategy import is_sharded, reshard
 
 
 @torch.no_grad()
@@ -25,9 +27,13 @@ def hf_generate(model, tokenizer, prompt_ids: Sequence[Sequence[int]], *, max_ne
     was_training = model.training
     model.eval()
     kwargs = dict(do_sample=False) if greedy else dict(do_sample=True, temperature=temperature, top_p=top_p, top_k=0)
+    # A sharded model gathers its weights in every forward: every rank must run as many as the
+    # longest rank's generation (HF's synced_gpus), or the collectives stop matching.
+    kwargs["synced_gpus"] = distributed.world_size() > 1 and is_sharded(model)
     out = model.generate(input_ids=ids, attention_mask=attn, max_new_tokens=max_new_tokens,
                          pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id, **kwargs)
     model.train(was_training)
+    reshard(model)  # FSDP: generation is no training forward; free the gathered root weights
     completions = out[:, ids.shape[1]:]
     mask = completion_mask(completions, tokenizer.eos_token_id)
     return torch.where(mask.bool(), completions, torch.full_like(completions, tokenizer.pad_token_id)), mask
