@@ -100,3 +100,25 @@ def test_fsdp_signal_then_restart_resumes_identically(toy_world_mini, tmp_path):
             assert a[key] == b[key], (a["step"], key)
     a, b = (load_file(d / "final" / "model.safetensors") for d in (run_dir, tmp_path / "whole"))
     assert all(torch.equal(a[k], b[k]) for k in b)
+
+
+@pytest.mark.slow
+def test_vllm_engine_on_every_rank_under_ddp_and_fsdp(toy_world_mini, tmp_path):
+    """rollout=vllm with 2 ranks: each rank's in-process engine (vLLM's external_launcher, in the
+    trainer's process group) samples its own prompts and is synced after every step, sharded
+    student included. optim.lr=1e-3 moves the student ~2e-2 nats a step: a stale engine shows."""
+    from test_rollout_vllm import require_vllm
+
+    require_vllm()
+    vllm = ["rollout=vllm", "optim.lr=1e-3", "trainer.max_steps=3", "save_final=false", "traces.every_n_steps=1"]
+    train(tmp_path / "ddp", *DDP, *vllm)
+    train(tmp_path / "fsdp", *FSDP, *vllm)
+    ddp, fsdp = rows(tmp_path / "ddp"), rows(tmp_path / "fsdp")
+    for a, b in zip(ddp[:3], fsdp[:3]):
+        assert float(a["rollout/logp_gap_max"]) < 1e-4 and float(b["rollout/logp_gap_max"]) < 1e-4, (a, b)
+        for key in EXACT:
+            assert a[key] == b[key], (a["step"], key)
+    for step in range(3):
+        prompts = [{json.loads(line)["prompt"] for line in (tmp_path / "fsdp" / "traces" / name).open()}
+                   for name in (f"step-{step:06d}.jsonl", f"step-{step:06d}.rank1.jsonl")]
+        assert prompts[0] and prompts[1] and not prompts[0] & prompts[1], step  # each rank its own prompts

@@ -114,9 +114,9 @@ class GOPDModule(L.LightningModule):
         step = self.estimator(self.student, batch, rewards, pad)                            # score -> advantages -> loss
         n_tok, n_all = batch.num_tokens, distributed.global_tokens(batch.num_tokens)
         loss = step.loss * distributed.token_scale(n_tok, n_all)  # global token mean over the ranks
-        if self.trainer.is_global_zero and self.tracer.due(self.batches):
+        if self.tracer.due(self.batches):
             self.tracer.save(self.trainer.default_root_dir, self.batches, batch, self.tokenizer,
-                             rewards=rewards, **step.trace())
+                             rewards=rewards, rank=self.global_rank, **step.trace())
         t2 = time.perf_counter()
 
         bad = _first_non_finite(batch.mask, **step.checks)

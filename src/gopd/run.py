@@ -175,6 +175,7 @@ class Session:
         from gopd.pool import ModelPool, load_model
         from gopd.prompts import PromptBuilder, log_prompts, prompt_style
         from gopd.rollout import build_rollout
+        from gopd import strategy
         from gopd.strategy import wants_activation_checkpointing
         from gopd.estimators import Settings, build_estimator
         from gopd.teachers import REFERENCES, TEACHERS, Context
@@ -200,7 +201,7 @@ class Session:
                     {"teacher": teacher, "reference": None if reference is teacher else reference}, self.run_dir)
         stream = PromptStream(res.train, cfg.rollout.prompts_per_step, cfg.seed)
         rollout = build_rollout(cfg.rollout, student, res.tokenizer, student_prompts, model_path=res.student_path,
-                                trust_remote_code=remote)
+                                trust_remote_code=remote, defer=strategy.multi_process(cfg.trainer))
         # reference: a Scorer (the teacher itself for reference=teacher), or None at alpha = 1
         estimator = build_estimator(cfg.estimator, Settings.from_config(cfg), teacher, reference)
         d, e = cfg.data, cfg.eval

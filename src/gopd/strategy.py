@@ -108,6 +108,18 @@ def build(strategy):
     return strategy
 
 
+def multi_process(trainer_cfg) -> bool:
+    """Will the trainer run several ranks (devices per node > 1, or several nodes)?"""
+    devices, nodes = trainer_cfg.get("devices", 1), trainer_cfg.get("num_nodes", 1)
+    if devices == "auto":  # as many as the machine has: maybe several
+        return True
+    if isinstance(devices, str) and devices.strip() != "-1":
+        devices = [d for d in devices.split(",") if d.strip()]
+    many = devices == -1 or devices == "-1" or (isinstance(devices, int) and devices > 1) or \
+        (isinstance(devices, (list, tuple)) and len(devices) > 1)
+    return many or nodes > 1
+
+
 def uses_fsdp(trainer_cfg) -> bool:
     s = trainer_cfg.get("strategy")
     return s is not None and not isinstance(s, str) and str(s.get("_target_", "")).endswith(".fsdp")

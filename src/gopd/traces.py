@@ -105,14 +105,15 @@ def step_records(step: int, batch, tokenizer, *, s, q=None, r=None, adv=None, op
     return out
 
 
-def trace_path(run_dir: str | os.PathLike, step: int) -> Path:
-    return Path(run_dir) / TRACE_DIR / f"step-{int(step):06d}.jsonl"
+def trace_path(run_dir: str | os.PathLike, step: int, rank: int = 0) -> Path:
+    """``step-XXXXXX.jsonl`` (rank 0, or one process), ``step-XXXXXX.rankK.jsonl`` (rank K > 0)."""
+    return Path(run_dir) / TRACE_DIR / (f"step-{int(step):06d}" + (f".rank{rank}" if rank else "") + ".jsonl")
 
 
-def write_records(run_dir: str | os.PathLike, step: int, records: Iterable[Mapping]) -> Path:
-    """``<run dir>/traces/step-XXXXXX.jsonl``, written to a temporary name and renamed (a step
-    re-run after a resume replaces its file; a kill mid-write leaves no half file)."""
-    path = trace_path(run_dir, step)
+def write_records(run_dir: str | os.PathLike, step: int, records: Iterable[Mapping], rank: int = 0) -> Path:
+    """``<run dir>/traces/step-XXXXXX[.rankK].jsonl``, written to a temporary name and renamed (a
+    step re-run after a resume replaces its file; a kill mid-write leaves no half file)."""
+    path = trace_path(run_dir, step, rank)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     with open(tmp, "w") as f:
@@ -150,8 +151,9 @@ class Tracer:
         return self.every_n_steps > 0 and step % self.every_n_steps == 0
 
     def save(self, run_dir, step: int, batch, tokenizer, *, s, q=None, r=None, adv=None, opd=None,
-             rewards=None) -> Path:
-        """A step's traces (the training step calls it when ``due``: the signals cost a scoring pass).
+             rewards=None, rank: int = 0) -> Path:
+        """A step's traces (the training step calls it when ``due``: the signals cost a scoring pass),
+        from every rank (each its own rollouts; a sharded teacher scores on all ranks together).
 
         Every estimator gives the sampled tokens' ``s``, ``q``, ``r``; with ``topk``/``full``, ``opd``
         is the position's expected advantage under the student, ``sum_v pi(v) A(v)``, and ``A`` that
@@ -160,7 +162,7 @@ class Tracer:
         recs = step_records(step, batch, tokenizer, s=s, q=q, r=r, adv=adv, opd=opd, rewards=rewards,
                             alpha=self.alpha, pressure=self.pressure, rollouts=self.rollouts,
                             hint_field=self.hint_field, answer_field=self.answer_field)
-        return write_records(run_dir, step, recs)
+        return write_records(run_dir, step, recs, rank)
 
 
 def due(cfg, step: int) -> bool:

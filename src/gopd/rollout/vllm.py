@@ -58,26 +58,51 @@ def build_engine(path: str, r, *, trust_remote_code: bool = False):
     set_engine_env(torch.cuda.is_available())
     from vllm import LLM
 
+    rank, ranks = _rank_env()
+    per_rank = {"distributed_executor_backend": "external_launcher"} if ranks > 1 else {}
     set_num_threads = torch.set_num_threads
     try:
-        return LLM(model=path, dtype=r.dtype, seed=r.seed, enforce_eager=r.enforce_eager,
+        return LLM(model=path, dtype=r.dtype, seed=r.seed + rank, enforce_eager=r.enforce_eager,
                    tensor_parallel_size=r.tensor_parallel_size, gpu_memory_utilization=r.gpu_memory_utilization,
                    enable_sleep_mode=r.enable_sleep_mode, max_model_len=r.get("max_model_len"),
                    logprobs_mode=r.logprobs_mode, trust_remote_code=trust_remote_code,
-                   generation_config="vllm")  # sampling comes from the config only, not generation_config.json
+                   generation_config="vllm",  # sampling comes from the config only, not generation_config.json
+                   **per_rank)
     finally:
         # The CPU worker replaces torch.set_num_threads with a no-op for the whole process; the
         # trainer (and the tests' one-thread fixture) still need the real one.
         torch.set_num_threads = set_num_threads
 
 
-def student_weights(model: torch.nn.Module) -> list[tuple[str, Tensor]]:
-    """The student's full weights under the checkpoint's names (a LoRA student's adapters merged in)."""
+def _rank_env() -> tuple[int, int]:
+    """(rank, ranks) of the trainer's process group. Under several ranks each builds its own engine
+    in that group (vLLM's ``external_launcher``), which reads the torchrun variables: set from the
+    group where the launcher (Lightning's, SLURM's) did not."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return 0, 1
+    rank = dist.get_rank()
+    for key, value in (("RANK", rank), ("WORLD_SIZE", dist.get_world_size()),
+                       ("LOCAL_RANK", rank % max(torch.cuda.device_count(), 1) if torch.cuda.is_available() else rank)):
+        os.environ.setdefault(key, str(value))
+    return rank, dist.get_world_size()
+
+
+def student_weights(model: torch.nn.Module):
+    """The student's full weights under the checkpoint's names (a LoRA student's adapters merged in),
+    one tensor at a time: a sharded student's are gathered one by one as the engine loads them (every
+    rank walks the same order), so the extra memory is one tensor, not the model."""
     from gopd.lora import has_lora, merged_state_dict
+    from gopd.strategy import full_state_dict, is_sharded
 
     if has_lora(model):
-        return list(merged_state_dict(model).items())
-    return [(name, p.detach()) for name, p in model.named_parameters()]
+        full = full_state_dict(model)  # LoRA under FSDP: the whole model gathered, then merged
+        yield from merged_state_dict(model, full).items()
+        return
+    sharded = is_sharded(model)
+    for name, p in model.named_parameters():
+        yield name, (p.full_tensor() if sharded else p).detach()
 
 
 def _refresh_cpu_packed_weights(worker) -> int:
@@ -104,15 +129,26 @@ class VLLMRollout:
 
     def __init__(self, llm, model, tokenizer, prompts: PromptBuilder, *, n: int, max_new_tokens: int,
                  temperature: float = 1.0, top_p: float = 1.0, sleep: bool = False):
+        """``llm``: the engine, or a function that builds it (called at the first ``sync`` or
+        ``sample``: under several ranks, inside the trainer's process group)."""
         from vllm import SamplingParams
 
-        self.llm, self.model, self.tokenizer, self.prompts, self.n = llm, model, tokenizer, prompts, n
+        self._llm, self.model, self.tokenizer, self.prompts, self.n = llm, model, tokenizer, prompts, n
         self.sleep = sleep
         self.asleep: set[str] = set()   # engine memory released by sleep mode: {"weights", "kv_cache"}
-        self.on_cpu = llm.llm_engine.vllm_config.device_config.device_type == "cpu"
         # logprobs=0: the sampled token's log-prob only. detokenize=False: the trainer decodes itself.
         self.params = SamplingParams(n=n, temperature=temperature, top_p=top_p, max_tokens=max_new_tokens,
                                      logprobs=0, stop_token_ids=[tokenizer.eos_token_id], detokenize=False)
+
+    @property
+    def llm(self):
+        if callable(self._llm):
+            self._llm = self._llm()
+        return self._llm
+
+    @property
+    def on_cpu(self) -> bool:
+        return self.llm.llm_engine.vllm_config.device_config.device_type == "cpu"
 
     def sample(self, rows: Sequence[Mapping]) -> RolloutBatch:
         from vllm.inputs import TokensPrompt
@@ -162,8 +198,14 @@ class VLLMRollout:
 
 
 def build_vllm_rollout(r, model, tokenizer, prompts: PromptBuilder, *, model_path: str,
-                       trust_remote_code: bool = False) -> VLLMRollout:
-    """The engine on the student checkpoint ``model_path``, sampling as the ``rollout`` section ``r`` says."""
-    llm = build_engine(model_path, r, trust_remote_code=trust_remote_code)
+                       trust_remote_code: bool = False, defer: bool = False) -> VLLMRollout:
+    """The engine on the student checkpoint ``model_path``, sampling as the ``rollout`` section ``r`` says.
+
+    One process builds it now; several ranks each build theirs at the first sync, once the
+    trainer's process group exists (``defer``)."""
+    def build():
+        return build_engine(model_path, r, trust_remote_code=trust_remote_code)
+
+    llm = build if defer else build()
     return VLLMRollout(llm, model, tokenizer, prompts, n=r.n, max_new_tokens=r.max_new_tokens,
                        temperature=r.temperature, top_p=r.top_p, sleep=bool(r.enable_sleep_mode))
