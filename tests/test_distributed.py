@@ -90,10 +90,13 @@ def _worker(rank: int, world_dir: str, init_file: str, kind: str, out: str) -> N
                 p.grad /= 2
         reduced = distributed.reduce_metrics(metrics, n_local)
         skip = distributed.any_rank(rank == 1)  # only rank 1 saw a non-finite value
+        mine, calls = distributed.share(9, 2)  # evaluation's split: 5 and 4 rows, 3 generate calls each
+        gathered = distributed.gather_dict({i: rank for i in mine})
         if rank == 0:
             grads = {n: p.grad for n, p in student.named_parameters() if p.grad is not None}
             torch.save(grads, Path(out) / "grads.pt")
-            (Path(out) / "metrics.json").write_text(json.dumps({"metrics": reduced, "n_all": n_all, "skip": skip}))
+            (Path(out) / "metrics.json").write_text(json.dumps({"metrics": reduced, "n_all": n_all, "skip": skip,
+                                                                "calls": calls, "gathered": gathered}))
     finally:
         dist.destroy_process_group()
 
@@ -106,6 +109,7 @@ def test_two_ranks_take_the_union_step(toy_world_mini, tmp_path, kind):
     metrics, n_union, _ = _step(student, estimator, tok, [0, 1])  # one process, the union, no process group
     ranks = json.loads((tmp_path / "metrics.json").read_text())
     assert ranks["n_all"] == n_union == sum(map(sum, LENGTHS)) and ranks["skip"] is True
+    assert ranks["calls"] == 3 and ranks["gathered"] == {str(i): i % 2 for i in range(9)}
     grads = torch.load(tmp_path / "grads.pt")
     worst = max(float((grads[n] - p.grad).abs().max()) for n, p in student.named_parameters() if p.grad is not None)
     assert worst < 1e-6, worst
@@ -119,3 +123,4 @@ def test_one_process_is_the_identity():
     assert distributed.world_size() == 1 and distributed.global_tokens(17) == 17
     assert distributed.token_scale(17, 17) == 1.0 and distributed.any_rank(False) is False
     assert distributed.reduce_metrics(metrics, 17) is metrics
+    assert distributed.share(10, 4) == (list(range(10)), 3) and distributed.gather_dict({1: 2}) == {1: 2}

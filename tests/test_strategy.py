@@ -37,10 +37,11 @@ def finish(proc: subprocess.Popen, timeout: int = 400) -> tuple[int, str]:
     return proc.returncode, out + err
 
 
-def train(run_dir: Path, *overrides: str) -> None:
+def train(run_dir: Path, *overrides: str) -> str:
     run_dir.mkdir(parents=True, exist_ok=True)
     code, out = finish(start(run_dir, *overrides))
     assert code == 0, out[-4000:]
+    return out
 
 
 def rows(run_dir: Path) -> list[dict]:
@@ -55,7 +56,9 @@ def test_fsdp_on_two_cpu_ranks_takes_the_ddp_steps(toy_world_mini, tmp_path, lor
     (with LoRA: the adapters merged; the hinted teacher and the reference are the sharded base)."""
     from transformers import AutoModelForCausalLM
 
-    train(tmp_path / "fsdp", *FSDP, *lora)
+    out = train(tmp_path / "fsdp", *FSDP, *lora)
+    frozen = 0 if lora else 1  # the step-0 copy (teacher and reference); with LoRA the base is the student's
+    assert f"FSDP: the student and {frozen} frozen model(s) sharded over 2 ranks" in out, out[-3000:]
     train(tmp_path / "ddp", *DDP, *lora)
     fsdp, ddp = rows(tmp_path / "fsdp"), rows(tmp_path / "ddp")
     assert [r["step"] for r in fsdp] == [r["step"] for r in ddp] == ["0", "1", "2"]

@@ -87,3 +87,26 @@ def reduce_metrics(metrics: dict, n_local: int) -> dict:
         else:
             out[k] = total / count
     return out
+
+
+def share(n: int, batch_size: int) -> tuple[list[int], int]:
+    """This rank's share of ``n`` items (every W-th, from its rank) and how many batches every rank
+    runs (the busiest rank's). One process: all items, ``ceil(n / batch_size)`` batches."""
+    import torch.distributed as dist
+
+    w = world_size()
+    rank = dist.get_rank() if w > 1 else 0
+    mine = list(range(rank, n, w))
+    calls = -(-len(range(0, n, w)) // max(batch_size, 1))  # rank 0 has the most
+    return mine, calls
+
+
+def gather_dict(part: dict) -> dict:
+    """The union of every rank's ``part`` (picklable values), on every rank."""
+    if world_size() == 1:
+        return part
+    import torch.distributed as dist
+
+    parts = [None] * world_size()
+    dist.all_gather_object(parts, part)
+    return {k: v for p in parts for k, v in p.items()}

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 
+from gopd import distributed
 from gopd.rollout import decode, hf_generate
 from gopd.scoring import Scorer
 from gopd.verifier import verify_batch
@@ -32,13 +33,19 @@ def scorer_accuracy(scorer: Scorer, tokenizer, rows: Sequence[Mapping], **kw) ->
 
 
 def _per_row(model, tokenizer, prompts, rows, *, answer_field, domain_field, max_new_tokens, batch_size):
-    out = []
-    for i in range(0, len(rows), batch_size):
-        chunk = rows[i:i + batch_size]
+    """(correct, length) per row. Several ranks split the rows (rank r takes every W-th from r) and
+    gather the verdicts; every rank runs as many ``generate`` calls as the busiest (a rank with no
+    rows left repeats one and drops it), as a sharded model needs."""
+    mine, calls = distributed.share(len(rows), batch_size)
+    out = {}
+    for c in range(calls):
+        idx = mine[c * batch_size:(c + 1) * batch_size]
+        chunk = [rows[i] for i in idx] or rows[:1]
         ids, mask = hf_generate(model, tokenizer, prompts.batch_ids(chunk), max_new_tokens=max_new_tokens, greedy=True)
         ok = verify_batch(decode(tokenizer, ids, mask), [str(r[answer_field]) for r in chunk])
-        out += list(zip(ok, mask.sum(-1).tolist()))
-    return out
+        out.update(zip(idx, zip(ok, mask.sum(-1).tolist())))
+    out = distributed.gather_dict(out)
+    return [out[i] for i in range(len(rows))]
 
 
 def summarize(rows, correct, lengths, domain_field) -> dict[str, float]:

@@ -10,6 +10,7 @@ can be skipped before it touches the weights.
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections.abc import Mapping, Sequence
@@ -19,10 +20,12 @@ import torch
 
 from gopd import distributed, strategy
 from gopd.callbacks import NonFiniteError, StepRecord
-from gopd.traces import Tracer
 from gopd.evaluate import greedy_accuracy, scorer_accuracy
 from gopd.rollout import RolloutBatch, decode
+from gopd.traces import Tracer
 from gopd.verifier import verify_batch
+
+log = logging.getLogger("gopd")
 
 __all__ = ["GOPDModule", "NonFiniteError"]
 
@@ -33,7 +36,8 @@ class GOPDModule(L.LightningModule):
 
     def __init__(self, *, student, tokenizer, rollout, estimator, teacher, ema, student_prompts,
                  eval_rows: Sequence[Mapping], stream, optim, max_steps: int, evaluation: Mapping,
-                 answer_field: str, tracer: Tracer = Tracer(), frozen_models: Sequence[torch.nn.Module] = ()):
+                 answer_field: str, tracer: Tracer = Tracer(), frozen_models: Sequence[torch.nn.Module] = (),
+                 shardable: Sequence[torch.nn.Module] = ()):
         super().__init__()
         self.automatic_optimization = False
         self.student = student
@@ -49,6 +53,7 @@ class GOPDModule(L.LightningModule):
         self.student_prompts = student_prompts
         self.eval_rows = list(eval_rows)
         self._frozen = list(frozen_models)  # not submodules: never optimized or checkpointed
+        self._shardable = list(shardable)   # the frozen models trainer=fsdp shards with the student
         self.stream = stream              # the prompt stream (its position is resume state)
         self.max_steps = int(max_steps)
         self.batches = 0                  # rollout batches done: the "step" of every logged row
@@ -57,13 +62,18 @@ class GOPDModule(L.LightningModule):
 
     # ------------------------------------------------------------------------------- set-up
     def configure_model(self) -> None:
-        """``trainer=fsdp``: shard the student over the ranks (FSDP2); nothing under other strategies."""
-        if not strategy.is_sharded(self.student):
-            strategy.shard(self.trainer, [self.student])
+        """``trainer=fsdp``: shard the student, and the frozen models scored in one forward per step
+        (every rank must run each sharded model's forwards together), over the ranks (FSDP2);
+        nothing under other strategies."""
+        todo = [m for m in [self.student, *self._shardable] if not strategy.is_sharded(m)]
+        if strategy.shard(self.trainer, todo):
+            log.info("FSDP: the student and %d frozen model(s) sharded over %d ranks", len(todo) - 1,
+                     self.trainer.world_size)
 
     def on_fit_start(self) -> None:
         for m in self._frozen + [e.model for e in self.ema]:
-            m.to(self.device)
+            if not strategy.is_sharded(m):  # a sharded one lives where its shard does
+                m.to(self.device)
         if self.resume_state is not None:
             s = self.resume_state
             strategy.load_optimizer_state(self.trainer, self.student, self.optimizers().optimizer, s["optimizer"])
@@ -117,6 +127,8 @@ class GOPDModule(L.LightningModule):
         if self.tracer.due(self.batches):
             self.tracer.save(self.trainer.default_root_dir, self.batches, batch, self.tokenizer,
                              rewards=rewards, rank=self.global_rank, **step.trace())
+        for m in self._shardable:  # frozen: no backward reshards them; free their gathered root weights
+            strategy.reshard(m)
         t2 = time.perf_counter()
 
         bad = _first_non_finite(batch.mask, **step.checks)

@@ -211,7 +211,8 @@ class Session:
                             stream=stream, optim=cfg.optim, max_steps=cfg.trainer.max_steps,
                             evaluation=dict(answer_field=d.answer_field, domain_field=d.domain_field,
                                             max_new_tokens=e.max_new_tokens, batch_size=e.batch_size),
-                            answer_field=d.answer_field, tracer=Tracer.from_config(cfg), frozen_models=pool.models())
+                            answer_field=d.answer_field, tracer=Tracer.from_config(cfg), frozen_models=pool.models(),
+                            shardable=single_route_models([teacher, reference], pool.models()))
         return module, stream, pool
 
     def summary(self, **extra) -> dict:
@@ -232,6 +233,19 @@ class Session:
         cp = self._checkpointing()
         if cp is not None:
             cp.forward_signal()
+
+
+def single_route_models(scorers, frozen) -> list:
+    """The frozen models of single-route scorers (a checkpoint teacher, the step-0 student, the pre-RL
+    base): one forward per scoring call on every rank, so they can be sharded. Domain experts
+    score only the rows of their domain, a different number of calls per rank: they stay whole."""
+    out = []
+    for s in scorers:
+        if s is not None and len(s.routes) == 1:
+            model = next(iter(s.routes.values())).model
+            if any(model is m for m in frozen) and not any(model is m for m in out):
+                out.append(model)
+    return out
 
 
 def save_final(trainer, student, tokenizer, path: Path) -> None:

@@ -136,14 +136,15 @@ def sharding(trainer) -> Sharding | None:
     return getattr(getattr(trainer, "strategy", None), "sharding", None)
 
 
-def shard(trainer, models) -> None:
-    """In ``configure_model``: shard each model over the data-parallel ranks (nothing without FSDP)."""
+def shard(trainer, models) -> bool:
+    """In ``configure_model``: shard each model over the data-parallel ranks; False without FSDP."""
     plan = sharding(trainer)
     if plan is None:
-        return
+        return False
     mesh = trainer.strategy.device_mesh["data_parallel"]
     for m in models:
         plan.apply(m, mesh)
+    return True
 
 
 def is_sharded(model: torch.nn.Module) -> bool:
