@@ -33,16 +33,16 @@ CHAT_TEMPLATE = (
 
 SETUPS = {  # the README's commands, minus the run-length keys
     "olmo_opd": ["model=olmo3_7b_think_sft", "teacher=olmo3_7b_think", "reference=olmo3_7b_think_sft",
-                 "data=nemotron_math_v2", "alpha=1.25", "trainer=fsdp"],
+                 "data=nemotron_math_v2", "alpha=1.25", "trainer=fsdp", "rollout=vllm"],
     "olmo_opsd": ["model=olmo3_7b_think_sft", "teacher=hinted", "reference=student", "data=nemotron_math_v2",
-                  "pressure=positive", "grpo_mix=0.5", "rollout.n=4", "trainer=ddp"],
+                  "pressure=positive", "grpo_mix=0.5", "rollout.n=4", "trainer=fsdp", "rollout=vllm"],
     "qwen3_s2w": ["model=qwen3_1_7b", "teacher=qwen3_8b", "reference=qwen3_8b_base", "data=deepmath", "alpha=1.25",
                   "trainer=ddp"],
     "qwen3_4b_teacher": ["model=qwen3_1_7b", "teacher=qwen3_4b", "reference=qwen3_4b_base", "data=deepmath"],
     "qwen3_opsd_lora": ["model=qwen3_8b", "model.lora.enabled=true", "teacher=hinted", "reference=student",
-                        "data=opsd_openthoughts_math", "alpha=2", "trainer=fsdp"],
+                        "data=opsd_openthoughts_math", "alpha=2", "trainer=fsdp", "rollout=vllm"],
     "qwen3_4b_opsd": ["model=qwen3_4b", "teacher=hinted", "data=opsd_openthoughts_math", "+cluster=h100_nodes",
-                      "trainer=fsdp", "trainer.num_nodes=2"],
+                      "trainer=fsdp", "trainer.num_nodes=2", "rollout=vllm"],
 }
 
 

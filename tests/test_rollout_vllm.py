@@ -223,13 +223,19 @@ def test_a_resumed_run_syncs_the_engine_to_the_restored_student(three_step_run, 
     ("rollout.tensor_parallel_size=0", "rollout.tensor_parallel_size must be an integer >= 1"),
     ("rollout.dtype=int8", "rollout.dtype must be one of"),
     ("rollout.max_model_len=8", "rollout.max_model_len must be null or an integer > rollout.max_new_tokens"),
-    ("trainer=ddp", "trainer=ddp/fsdp (trainer.strategy, trainer.devices > 1, trainer.num_nodes > 1) is not supported"),
+    ("trainer=ddp rollout.tensor_parallel_size=2", "rollout.tensor_parallel_size must be 1 with several ranks"),
 ])
 def test_bad_engine_settings_are_one_line_errors(monkeypatch, override, message):
     monkeypatch.setattr("gopd.rollout.vllm.vllm_available", lambda: True)
     with pytest.raises(ConfigError) as e:
-        check_config(compose_cfg(override))
+        check_config(compose_cfg(*override.split()))
     assert message in str(e.value) and "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("trainer", ["ddp", "fsdp"])
+def test_an_engine_per_rank_passes_the_checks(monkeypatch, trainer):
+    monkeypatch.setattr("gopd.rollout.vllm.vllm_available", lambda: True)
+    check_config(compose_cfg(f"trainer={trainer}"))  # one engine per rank (tests/test_strategy.py runs them)
 
 
 def test_vllm_missing_is_a_one_line_error_before_any_model_loads(monkeypatch):
