@@ -108,7 +108,6 @@ def test_last_assistant_text():
 
 
 def test_prompt_stream_ranks_take_disjoint_batches(monkeypatch):
-    import gopd.data as data
 
     rows = [{"i": i} for i in range(40)]
     import datasets
@@ -116,7 +115,8 @@ def test_prompt_stream_ranks_take_disjoint_batches(monkeypatch):
     ds = datasets.Dataset.from_list(rows)
     seen = []
     for rank in (0, 1):
-        monkeypatch.setattr(data, "_rank_and_world", lambda r=rank: (r, 2))
+        monkeypatch.setattr("gopd.distributed.rank", lambda r=rank: r)
+        monkeypatch.setattr("gopd.distributed.world_size", lambda: 2)
         it = iter(PromptStream(ds, 4, seed=0))
         seen.append([r["i"] for _ in range(3) for r in next(it)])
     assert not set(seen[0]) & set(seen[1])

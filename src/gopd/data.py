@@ -20,6 +20,7 @@ from pathlib import Path
 
 from torch.utils.data import IterableDataset
 
+from gopd import distributed
 
 log = logging.getLogger("gopd")
 
@@ -152,16 +153,10 @@ class PromptStream(IterableDataset):
         return self.dataset.select(idx).to_list()
 
     def __iter__(self) -> Iterator[list[dict]]:
-        rank, world = _rank_and_world()
+        rank, world = distributed.rank(), distributed.world_size()
         while True:
             rows = self.batch(self.position * world + rank)
             self.position += 1
             yield rows
 
 
-def _rank_and_world() -> tuple[int, int]:
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1

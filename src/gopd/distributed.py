@@ -23,10 +23,22 @@ TOKEN_METRICS = ("loss", "opd/pos_mass", "opd/neg_mass", "opd/pos_frac", "opd/te
                  "mix/sign_agreement", "rollout/logp_gap_mean")  # means over completion tokens
 
 
+def _group_up() -> bool:
+    import torch.distributed as dist
+
+    return dist.is_available() and dist.is_initialized()
+
+
 def world_size() -> int:
     import torch.distributed as dist
 
-    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+    return dist.get_world_size() if _group_up() else 1
+
+
+def rank() -> int:
+    import torch.distributed as dist
+
+    return dist.get_rank() if _group_up() else 0
 
 
 def _device() -> torch.device:
@@ -92,11 +104,8 @@ def reduce_metrics(metrics: dict, n_local: int) -> dict:
 def share(n: int, batch_size: int) -> tuple[list[int], int]:
     """This rank's share of ``n`` items (every W-th, from its rank) and how many batches every rank
     runs (the busiest rank's). One process: all items, ``ceil(n / batch_size)`` batches."""
-    import torch.distributed as dist
-
     w = world_size()
-    rank = dist.get_rank() if w > 1 else 0
-    mine = list(range(rank, n, w))
+    mine = list(range(rank(), n, w))
     calls = -(-len(range(0, n, w)) // max(batch_size, 1))  # rank 0 has the most
     return mine, calls
 

@@ -32,11 +32,12 @@ __all__ = ["GOPDModule", "NonFiniteError"]
 
 class GOPDModule(L.LightningModule):
     """Built by ``gopd.run`` from the parts the config chose; it holds no config of its own beyond
-    the ``optim`` section, the step budget, the evaluation settings and the answer column."""
+    the ``optim`` section, the step budget and the evaluation settings (their answer column is the
+    rollouts' too)."""
 
     def __init__(self, *, student, tokenizer, rollout, estimator, teacher, ema, student_prompts,
                  eval_rows: Sequence[Mapping], stream, optim, max_steps: int, evaluation: Mapping,
-                 answer_field: str, tracer: Tracer = Tracer(), frozen_models: Sequence[torch.nn.Module] = (),
+                 tracer: Tracer = Tracer(), frozen_models: Sequence[torch.nn.Module] = (),
                  shardable: Sequence[torch.nn.Module] = ()):
         super().__init__()
         self.automatic_optimization = False
@@ -47,7 +48,6 @@ class GOPDModule(L.LightningModule):
         self.teacher = teacher            # Scorer or None (pure GRPO); evaluated once at the start
         self.optim = optim                # the optim section
         self.evaluation = dict(evaluation)  # greedy evaluation: answer/domain fields, max_new_tokens, batch_size
-        self.answer_field = answer_field
         self.tracer = tracer
         self.ema = list(ema)
         self.student_prompts = student_prompts
@@ -76,7 +76,7 @@ class GOPDModule(L.LightningModule):
                 m.to(self.device)
         if self.resume_state is not None:
             s = self.resume_state
-            strategy.load_optimizer_state(self.trainer, self.student, self.optimizers().optimizer, s["optimizer"])
+            strategy.load_optimizer_state(self.student, self.optimizers().optimizer, s["optimizer"])
             self.lr_schedulers().load_state_dict(s["scheduler"])
             self.batches = s["progress"]["batches"]
         self.stream.position = self.batches  # the loader prefetches: resume from what was trained on
@@ -90,7 +90,7 @@ class GOPDModule(L.LightningModule):
         from gopd.checkpoint import rng_state
 
         return {
-            "optimizer": strategy.optimizer_state(self.trainer, self.student, self.optimizers().optimizer),  # FSDP: gathered
+            "optimizer": strategy.optimizer_state(self.student, self.optimizers().optimizer),  # FSDP: gathered
             "scheduler": self.lr_schedulers().state_dict(),
             "rng": rng_state(),
             "progress": {"batches": self.batches},
@@ -158,7 +158,7 @@ class GOPDModule(L.LightningModule):
 
     def _verify(self, batch: RolloutBatch) -> torch.Tensor:
         texts = decode(self.tokenizer, batch.completion_ids, batch.mask)
-        answers = [str(row[self.answer_field]) for row in batch.rows]
+        answers = [str(row[self.evaluation["answer_field"]]) for row in batch.rows]
         return torch.tensor(verify_batch(texts, answers), dtype=torch.float32, device=batch.mask.device)
 
     def _update(self, loss: torch.Tensor, bad: str | None) -> tuple[float, str | None]:
@@ -170,7 +170,7 @@ class GOPDModule(L.LightningModule):
         norm = math.nan
         if bad is None:
             self.manual_backward(loss)
-            norm = strategy.clip_grad_norm(self.trainer, self.student, self.optim.grad_clip)  # FSDP: all shards
+            norm = strategy.clip_grad_norm(self.student, self.optim.grad_clip)  # FSDP: all shards
             bad = None if math.isfinite(norm) else "gradient norm"
         if bad is not None:
             opt.zero_grad(set_to_none=True)

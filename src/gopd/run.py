@@ -211,7 +211,7 @@ class Session:
                             stream=stream, optim=cfg.optim, max_steps=cfg.trainer.max_steps,
                             evaluation=dict(answer_field=d.answer_field, domain_field=d.domain_field,
                                             max_new_tokens=e.max_new_tokens, batch_size=e.batch_size),
-                            answer_field=d.answer_field, tracer=Tracer.from_config(cfg), frozen_models=pool.models(),
+                            tracer=Tracer.from_config(cfg), frozen_models=pool.models(),
                             shardable=single_route_models([teacher, reference], pool.models()))
         return module, stream, pool
 

@@ -169,13 +169,13 @@ def _full(t: torch.Tensor) -> torch.Tensor:
     return t.full_tensor() if isinstance(t, DTensor) else t
 
 
-def clip_grad_norm(trainer, module: torch.nn.Module, max_norm: float) -> float:
+def clip_grad_norm(module: torch.nn.Module, max_norm: float) -> float:
     """Total gradient norm over every shard, clipped (DTensor gradients reduce across ranks)."""
     return float(_full(torch.nn.utils.clip_grad_norm_([p for p in module.parameters() if p.grad is not None],
                                                        max_norm)))
 
 
-def optimizer_state(trainer, module: torch.nn.Module, optimizer) -> dict:
+def optimizer_state(module: torch.nn.Module, optimizer) -> dict:
     """The optimizer's full state (gathered under FSDP: every rank must call this; rank 0 gets it)."""
     if not is_sharded(module):
         return optimizer.state_dict()
@@ -185,7 +185,7 @@ def optimizer_state(trainer, module: torch.nn.Module, optimizer) -> dict:
     return get_optimizer_state_dict(module, optimizer, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
 
 
-def load_optimizer_state(trainer, module: torch.nn.Module, optimizer, state: dict) -> None:
+def load_optimizer_state(module: torch.nn.Module, optimizer, state: dict) -> None:
     """Load a full optimizer state saved by ``optimizer_state`` (each rank keeps its shard)."""
     if not is_sharded(module):
         optimizer.load_state_dict(state)
@@ -205,7 +205,8 @@ def full_state_dict(module: torch.nn.Module) -> dict | None:
 
     reshard(module)
     full = get_model_state_dict(module, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
-    return {k: v for k, v in full.items() if k not in tied_aliases(module)}
+    aliases = tied_aliases(module)
+    return {k: v for k, v in full.items() if k not in aliases}
 
 
 def tied_aliases(module: torch.nn.Module) -> set[str]:

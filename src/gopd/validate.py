@@ -104,7 +104,7 @@ def _checkpoint(key: str, resolved: str) -> str:
     return resolved
 
 
-def _first_line(e: Exception) -> str:
+def first_line(e: Exception) -> str:
     """A library error in one line (its first), or its type when it has no message."""
     text = str(e).strip()
     return text.splitlines()[0] if text else type(e).__name__
@@ -115,7 +115,7 @@ def _tokenizer(key: str, path: str, remote: bool):
     try:
         return load_tokenizer(path, trust_remote_code=remote)
     except (OSError, ValueError) as e:  # RepositoryNotFoundError, missing files, unknown tokenizer class
-        raise ConfigError(f"{key}: cannot load the tokenizer of {path!r}: {_first_line(e)}") from None
+        raise ConfigError(f"{key}: cannot load the tokenizer of {path!r}: {first_line(e)}") from None
 
 
 def _same_vocab(key: str, path: str, student_tok, remote: bool) -> None:
@@ -169,7 +169,7 @@ def _load_data(d):
                               f"and the hub is unreachable (or HF_HUB_OFFLINE=1): it {hub.NEEDS} "
                               f"(a directory or a .parquet/.jsonl file)") from None
         raise ConfigError(f"data.path / data.train_split / data.test_split: cannot load {d.path!r}: "
-                          f"{_first_line(e)}") from None
+                          f"{first_line(e)}") from None
 
 
 def _check_domains(cfg, dataset) -> None:

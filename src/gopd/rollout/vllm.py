@@ -22,6 +22,7 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import Tensor
 
+from gopd import distributed
 from gopd.prompts import PromptBuilder
 from gopd.rollout.batch import RolloutBatch, right_pad
 
@@ -78,15 +79,12 @@ def _rank_env() -> tuple[int, int]:
     """(rank, ranks) of the trainer's process group. Under several ranks each builds its own engine
     in that group (vLLM's ``external_launcher``), which reads the torchrun variables: set from the
     group where the launcher (Lightning's, SLURM's) did not."""
-    import torch.distributed as dist
-
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
-        return 0, 1
-    rank = dist.get_rank()
-    for key, value in (("RANK", rank), ("WORLD_SIZE", dist.get_world_size()),
-                       ("LOCAL_RANK", rank % max(torch.cuda.device_count(), 1) if torch.cuda.is_available() else rank)):
-        os.environ.setdefault(key, str(value))
-    return rank, dist.get_world_size()
+    rank, ranks = distributed.rank(), distributed.world_size()
+    if ranks > 1:
+        local = rank % max(torch.cuda.device_count(), 1) if torch.cuda.is_available() else rank
+        for key, value in (("RANK", rank), ("WORLD_SIZE", ranks), ("LOCAL_RANK", local)):
+            os.environ.setdefault(key, str(value))
+    return rank, ranks
 
 
 def student_weights(model: torch.nn.Module):

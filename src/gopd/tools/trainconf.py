@@ -23,11 +23,6 @@ class TrainConf:
     warnings: list    # check_config's warnings (e.g. an inert alpha)
 
 
-def _first_line(e: Exception) -> str:
-    text = str(e).strip()
-    return text.splitlines()[0] if text else type(e).__name__
-
-
 def compose(overrides: Sequence[str] = ()):
     """``conf/train.yaml`` with ``overrides``; Hydra's errors (multi-line) become a one-line ConfigError."""
     from hydra import compose as hydra_compose
@@ -36,13 +31,14 @@ def compose(overrides: Sequence[str] = ()):
     from omegaconf.errors import OmegaConfBaseException
 
     from gopd.main import CONF
+    from gopd.validate import first_line
 
     try:
         with initialize_config_dir(config_dir=str(CONF), version_base="1.3", job_name="train"):
             return hydra_compose("train", overrides=list(overrides))
     except (HydraException, OmegaConfBaseException) as e:
-        cause = f" ({_first_line(e.__cause__)})" if e.__cause__ is not None else ""  # e.g. "Key 'x' is not in struct"
-        raise ConfigError(_first_line(e) + cause) from None
+        cause = f" ({first_line(e.__cause__)})" if e.__cause__ is not None else ""  # e.g. "Key 'x' is not in struct"
+        raise ConfigError(first_line(e) + cause) from None
 
 
 def load(overrides: Sequence[str] = ()) -> TrainConf:
