@@ -76,11 +76,11 @@ def _step(student, estimator, tok, ranks):
     return metrics, batch.num_tokens, n_all
 
 
-def _worker(rank: int, world_dir: str, init_file: str, kind: str, out: str) -> None:
+def _worker(rank: int, world_dir: str, port: int, kind: str, out: str) -> None:
     import torch.distributed as dist
 
     torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
     try:
         student, estimator, tok = _parts(Path(world_dir), kind)
         metrics, n_local, n_all = _step(student, estimator, tok, [rank])
@@ -97,14 +97,23 @@ def _worker(rank: int, world_dir: str, init_file: str, kind: str, out: str) -> N
             torch.save(grads, Path(out) / "grads.pt")
             (Path(out) / "metrics.json").write_text(json.dumps({"metrics": reduced, "n_all": n_all, "skip": skip,
                                                                 "calls": calls, "gathered": gathered}))
+        dist.barrier()  # no rank tears its connections down while the other still uses them
     finally:
         dist.destroy_process_group()
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("kind", ["token", "topk"])
 def test_two_ranks_take_the_union_step(toy_world_mini, tmp_path, kind):
-    mp.spawn(_worker, args=(str(toy_world_mini), str(tmp_path / "init"), kind, str(tmp_path)), nprocs=2, join=True)
+    mp.spawn(_worker, args=(str(toy_world_mini), _free_port(), kind, str(tmp_path)), nprocs=2, join=True)
     student, estimator, tok = _parts(toy_world_mini, kind)
     metrics, n_union, _ = _step(student, estimator, tok, [0, 1])  # one process, the union, no process group
     ranks = json.loads((tmp_path / "metrics.json").read_text())
