@@ -78,8 +78,6 @@ def test_real_configs_pass_the_config_checks(setup):
     (["model.lora.enabled=true", "model.lora.dropout=1.5"], "model.lora.dropout must be a number in [0, 1)"),
     (["model.lora.enabled=true", "model.lora.target_modules=[q_proj,lm_head]"],
      "the LM head and embeddings stay frozen"),
-    (["trainer=fsdp", "teacher=hinted", "teacher.weights=ema"],
-     "teacher.weights=ema is not supported with trainer=fsdp"),
 ])
 def test_scale_config_errors(overrides, message):
     from gopd.validate import ConfigError, check_config

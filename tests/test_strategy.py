@@ -50,14 +50,16 @@ def rows(run_dir: Path) -> list[dict]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("lora", [[], ["model.lora.enabled=true", "model.lora.r=4"]], ids=["full", "lora"])
+@pytest.mark.parametrize("lora", [[], ["model.lora.enabled=true", "model.lora.r=4"]], ids=["full-ema", "lora"])
 def test_fsdp_on_two_cpu_ranks_takes_the_ddp_steps(toy_world_mini, tmp_path, lora):
-    """The same job sharded (FSDP2) and replicated (DDP): the same metrics, the same final student
-    (with LoRA: the adapters merged; the hinted teacher and the reference are the sharded base)."""
+    """The same job sharded (FSDP2) and replicated (DDP): the same metrics, the same final student.
+    Full: an EMA teacher (sharded, updated shard by shard) and the step-0 reference (sharded). LoRA:
+    the adapters merged; the hinted teacher and the reference are the sharded base."""
     from transformers import AutoModelForCausalLM
 
+    lora = lora or ["teacher.weights=ema", "teacher.ema_decay=0.5"]
     out = train(tmp_path / "fsdp", *FSDP, *lora)
-    frozen = 0 if lora else 1  # the step-0 copy (teacher and reference); with LoRA the base is the student's
+    frozen = 0 if "model.lora.enabled=true" in lora else 2  # EMA + step-0 copy; with LoRA the base is the student's
     assert f"FSDP: the student and {frozen} frozen model(s) sharded over 2 ranks" in out, out[-3000:]
     train(tmp_path / "ddp", *DDP, *lora)
     fsdp, ddp = rows(tmp_path / "fsdp"), rows(tmp_path / "ddp")
@@ -80,8 +82,9 @@ def test_fsdp_on_two_cpu_ranks_takes_the_ddp_steps(toy_world_mini, tmp_path, lor
 @pytest.mark.slow
 def test_fsdp_signal_then_restart_resumes_identically(toy_world_mini, tmp_path):
     """SIGUSR1 reaches rank 0 only (as Lightning's launcher runs rank 1): both ranks still save
-    one gathered checkpoint and stop; the same command resumes both."""
-    steps = ["trainer.max_steps=4", "checkpoint.every_n_steps=1", "eval.every_n_steps=2"]
+    one gathered checkpoint (the EMA teacher's shards too) and stop; the same command resumes both."""
+    steps = ["trainer.max_steps=4", "checkpoint.every_n_steps=1", "eval.every_n_steps=2", "teacher.weights=ema",
+             "teacher.ema_decay=0.5"]
     train(tmp_path / "whole", *FSDP, *steps)
     run_dir = tmp_path / "cut"
     run_dir.mkdir()

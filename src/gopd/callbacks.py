@@ -234,10 +234,11 @@ class Checkpointing(L.Callback):
         run_dir = Path(trainer.default_root_dir)
         state = checkpoint.merge_state(module.resume_payload(), bookkeeping(trainer).state(), loggers_state(trainer.loggers))
         weights = full_state_dict(module.student)  # gathered to rank 0 under FSDP; None otherwise
+        ema_weights = [full_state_dict(e.model) for e in module.ema]
         path = checkpoint.step_dir(run_dir, module.batches)
         if trainer.is_global_zero:
             path = checkpoint.save(run_dir, module.batches, module.student, [e.model for e in module.ema], state,
-                                   student_state=weights)
+                                   student_state=weights, ema_states=ema_weights)
         trainer.strategy.barrier("gopd-checkpoint")
         self.saved_step = module.batches
         return path

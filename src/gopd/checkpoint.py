@@ -83,23 +83,24 @@ def _plain_python_state(state) -> list:
 
 
 def save(run_dir: Path, step: int, student: torch.nn.Module, ema_models: list[torch.nn.Module], state: dict,
-         *, student_state: dict | None = None) -> Path:
+         *, student_state: dict | None = None, ema_states: list[dict | None] | None = None) -> Path:
     """Write checkpoint ``step`` atomically and point ``last`` at it; prune older ones.
 
-    ``student_state``: the student's weights when the module does not hold them whole (gathered
-    from FSDP shards); else the student module is saved."""
+    ``student_state`` / ``ema_states``: a model's weights when the module does not hold them whole
+    (gathered from FSDP shards; None for one that does); else the module itself is saved."""
     final = step_dir(run_dir, step)
     root = final.parent
     root.mkdir(parents=True, exist_ok=True)
     tmp = root / f".tmp-{final.name}-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
-    if student_state is None:
-        save_model(student, str(tmp / "student.safetensors"))
-    else:
-        save_file(_unshared(student_state), str(tmp / "student.safetensors"))
-    for i, m in enumerate(ema_models):
-        save_model(m, str(tmp / f"ema{i}.safetensors"))
+    ema_states = ema_states or [None] * len(ema_models)
+    for name, model, weights in [("student", student, student_state),
+                                 *((f"ema{i}", m, w) for i, (m, w) in enumerate(zip(ema_models, ema_states)))]:
+        if weights is None:
+            save_model(model, str(tmp / f"{name}.safetensors"))
+        else:
+            save_file(_unshared(weights), str(tmp / f"{name}.safetensors"))
     torch.save(state, tmp / "state.pt")
     _fsync_dir(tmp)
     if final.exists():

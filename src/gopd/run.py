@@ -212,7 +212,7 @@ class Session:
                             evaluation=dict(answer_field=d.answer_field, domain_field=d.domain_field,
                                             max_new_tokens=e.max_new_tokens, batch_size=e.batch_size),
                             tracer=Tracer.from_config(cfg), frozen_models=pool.models(),
-                            shardable=single_route_models([teacher, reference], pool.models()))
+                            shardable=single_route_models([teacher, reference], pool.models()) + [e.model for e in ctx.ema])
         return module, stream, pool
 
     def summary(self, **extra) -> dict:

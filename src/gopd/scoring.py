@@ -110,5 +110,9 @@ class EMA:
 
     @torch.no_grad()
     def update(self, model: torch.nn.Module) -> None:
+        """Under FSDP both models are sharded alike: each rank updates its own shard (DTensor lerp)."""
+        from gopd.strategy import reshard
+
+        reshard(self.model), reshard(model)  # the sharded parameters, not gathered copies a forward left
         for e, p in zip(self.model.parameters(), model.parameters()):
             e.lerp_(p.detach().to(e.dtype), 1.0 - self.decay)

@@ -67,7 +67,6 @@ def _check_vllm(r, trainer) -> None:
 
 def _check_scale(cfg) -> None:
     """LoRA's targets (with ``model.lora.enabled``) and the trainer strategy (DDP / FSDP)."""
-    from gopd.strategy import uses_fsdp
 
     lora = cfg.model.get("lora")
     if lora is not None and lora.get("enabled", False):
@@ -76,9 +75,6 @@ def _check_scale(cfg) -> None:
         if any(n.split(".")[-1] in ("lm_head", "embed_tokens") for n in names):
             raise ConfigError("model.lora.target_modules: the LM head and embeddings stay frozen (the sampled-token "
                               "log-probs read the head's weight directly); adapt the linear layers only")
-    if uses_fsdp(cfg.trainer) and needs_teacher(cfg) and cfg.teacher.name == "hinted" and cfg.teacher.weights == "ema":
-        raise ConfigError("teacher.weights=ema is not supported with trainer=fsdp (the EMA copy would need the "
-                          "sharded weights); use teacher.weights=initial or live, or trainer=ddp")
 
 
 def needs_teacher(cfg) -> bool:
