@@ -25,7 +25,7 @@ log = logging.getLogger("gopd")
 # Per-step metrics every run logs (README, "Run outputs"); nan where a term does not apply
 # (e.g. opd/* under pure GRPO), so every run's metrics.csv has the same columns.
 STEP_METRICS = (
-    "train/reward", "train/response_len", "loss", "grad_norm",
+    "train/reward", "train/response_len", "train/prompt_len", "loss", "grad_norm",
     "opd/pos_mass", "opd/neg_mass", "opd/pos_frac", "opd/teacher_kl", "opd/ref_kl", "opd/max_shock",
     "grpo/zero_std_frac", "mix/sign_agreement",
     "perf/tokens_per_s", "perf/rollout_s", "perf/score_s", "perf/update_s",

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import math
-import time
 from collections.abc import Mapping, Sequence
 
 import lightning as L
@@ -21,6 +20,7 @@ import torch
 from gopd import distributed, strategy
 from gopd.callbacks import NonFiniteError, StepRecord
 from gopd.evaluate import greedy_accuracy, scorer_accuracy
+from gopd.perf import StageClock
 from gopd.rollout import RolloutBatch, decode
 from gopd.traces import Tracer
 from gopd.verifier import verify_batch
@@ -115,10 +115,10 @@ class GOPDModule(L.LightningModule):
 
             set_rng_state(self._pending_rng)
             self._pending_rng = None
-        t0 = time.perf_counter()
+        clock = StageClock(self.device)
 
         batch = self.rollout.sample(rows)                                                   # rollout
-        t1 = time.perf_counter()
+        clock.lap("rollout")
 
         rewards = self._verify(batch)                                                       # verify
         step = self.estimator(self.student, batch, rewards, pad)                            # score -> advantages -> loss
@@ -129,28 +129,28 @@ class GOPDModule(L.LightningModule):
                              rewards=rewards, rank=self.global_rank, **step.trace())
         for m in self._shardable:  # frozen: no backward reshards them; free their gathered root weights
             strategy.reshard(m)
-        t2 = time.perf_counter()
+        clock.lap("score")
 
         bad = _first_non_finite(batch.mask, **step.checks)
         if distributed.any_rank(bad is not None) and bad is None:  # every rank skips, or none
             bad = "values on another rank"
         grad_norm, bad = self._update(loss, bad)                                            # update
-        self.rollout.sync(self.student)                                                     # sync
-        t3 = time.perf_counter()
+        with clock.part("sync"):  # inside perf/update_s
+            self.rollout.sync(self.student)                                                 # sync
+        clock.lap("update")
 
         metrics = {
             "train/reward": float(rewards.mean()),
             "train/response_len": n_tok / len(batch.rows),
+            "train/prompt_len": sum(map(len, batch.prompt_ids)) / len(batch.rows),
             "loss": float(step.loss.detach()),  # this rank's token mean (the logged value is reduced over ranks)
             "grad_norm": grad_norm,
             "train/lr": self.optimizers().param_groups[0]["lr"],
-            "perf/rollout_s": t1 - t0,
-            "perf/score_s": t2 - t1,
-            "perf/update_s": t3 - t2,
-            "perf/tokens_per_s": n_tok / max(t3 - t0, 1e-9),
+            **clock.metrics,  # perf/{rollout,score,update}_s; on a GPU perf/mem_{rollout,score,update}_gb
+            "perf/tokens_per_s": n_tok / max(clock.seconds, 1e-9),
         }
         metrics.update(step.diagnostics)
-        record = StepRecord(self.batches, metrics, n_tok, n_all, t3 - t0, bad, {"reward": metrics["train/reward"]})
+        record = StepRecord(self.batches, metrics, n_tok, n_all, clock.seconds, bad, {"reward": metrics["train/reward"]})
         self.batches += 1
         if self.batches >= self.max_steps:
             self.trainer.should_stop = True

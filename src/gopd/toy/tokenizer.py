@@ -87,10 +87,15 @@ def learn_bpe(texts: Iterable[str], vocab_size: int = 384, min_frequency: int = 
 
 def build_tokenizer(texts: Iterable[str], vocab_size: int = 384, min_frequency: int = 2):
     """A ``PreTrainedTokenizerFast`` trained on ``texts`` (pad ``<|endoftext|>``, eos ``<|im_end|>``)."""
+    return assemble(*learn_bpe(texts, vocab_size, min_frequency))
+
+
+def assemble(vocab: dict[str, int], merges: list[tuple[str, str]], model_max_length: int = 256):
+    """The ``PreTrainedTokenizerFast`` of a byte-level BPE vocabulary and its merges, with the
+    special tokens after the vocabulary and the short ChatML template."""
     from tokenizers import AddedToken, Tokenizer, models
     from transformers import PreTrainedTokenizerFast
 
-    vocab, merges = learn_bpe(texts, vocab_size, min_frequency)
     model = models.BPE(
         vocab=vocab,
         merges=merges,
@@ -110,7 +115,7 @@ def build_tokenizer(texts: Iterable[str], vocab_size: int = 384, min_frequency: 
         unk_token=None,
         bos_token=None,
         chat_template=CHAT_TEMPLATE,
-        model_max_length=256,
+        model_max_length=model_max_length,
         padding_side="left",
         clean_up_tokenization_spaces=False,
     )
