@@ -34,7 +34,7 @@ def world(toy_world_mini):
     return tok, student, batch, toy_world_mini
 
 
-@pytest.mark.parametrize("pressure,alpha", [("full", 1.0), ("positive", 2.0), ("reversed", 1.5)])
+@pytest.mark.parametrize("pressure,alpha", [("full", 1.0), ("positive", 2.0), ("flip_correct", 1.5)])
 def test_table_equals_the_objective_diagnostics_on_the_same_batch(world, pressure, alpha):
     tok, student, batch, _ = world
     table = diagnose.hint_table(student, tok, batch, HINTS, alpha=alpha, pressure=pressure, reference="student")

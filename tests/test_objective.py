@@ -10,9 +10,12 @@ from hypothesis import strategies as st
 from gopd.objective import (
     PRESSURES,
     grpo_advantages,
+    kept_scale,
+    kept_tokens,
     mix_advantages,
     opd_diagnostics,
     policy_loss,
+    reweighted_grpo,
     token_advantages,
 )
 
@@ -48,9 +51,9 @@ def test_negative_pressure_hand_computed():
     assert torch.equal(adv("negative"), torch.tensor([[0.0, -2.0, 0.0, 0.0]]))
 
 
-def test_reversed_pressure_hand_computed():
-    assert torch.equal(adv("reversed", correct=torch.tensor([True])), torch.tensor([[1.5, 2.0, 0.5, 0.0]]))
-    assert torch.equal(adv("reversed", correct=torch.tensor([False])), torch.tensor([[1.5, 0.0, 0.5, 0.0]]))
+def test_flip_correct_pressure_hand_computed():
+    assert torch.equal(adv("flip_correct", correct=torch.tensor([True])), torch.tensor([[1.5, 2.0, 0.5, 0.0]]))
+    assert torch.equal(adv("flip_correct", correct=torch.tensor([False])), torch.tensor([[1.5, 0.0, 0.5, 0.0]]))
 
 
 @pytest.mark.parametrize(
@@ -59,7 +62,7 @@ def test_reversed_pressure_hand_computed():
         ("full", [[1.0, -1.0, 0.5, 0.0]]),
         ("positive", [[1.0, 0.0, 0.5, 0.0]]),
         ("negative", [[0.0, -1.0, 0.0, 0.0]]),
-        ("reversed", [[1.0, 1.0, 0.5, 0.0]]),
+        ("flip_correct", [[1.0, 1.0, 0.5, 0.0]]),
     ],
 )
 def test_clip_applies_after_pressure(pressure, expected):
@@ -114,10 +117,10 @@ def test_positive_never_negative_and_negative_never_positive():
     assert (token_advantages(s, q, r, m, alpha=1.7, pressure="negative") <= 0).all()
 
 
-def test_reversed_is_positive_on_wrong_and_abs_delta_on_correct():
+def test_flip_correct_is_positive_on_wrong_and_abs_delta_on_correct():
     s, q, r, m = rand_batch()
     correct = torch.tensor([True, False, True, False, False])
-    rev = token_advantages(s, q, r, m, alpha=1.5, pressure="reversed", correct=correct)
+    rev = token_advantages(s, q, r, m, alpha=1.5, pressure="flip_correct", correct=correct)
     pos = token_advantages(s, q, r, m, alpha=1.5, pressure="positive")
     full = token_advantages(s, q, r, m, alpha=1.5, pressure="full")
     assert torch.equal(rev[~correct], pos[~correct])
@@ -167,7 +170,7 @@ def test_property_matches_reference_formula(b, t, alpha, seed, pressure):
         "full": delta,
         "positive": delta.clamp_min(0),
         "negative": delta.clamp_max(0),
-        "reversed": delta.clamp_min(0) + correct.double()[:, None] * delta.clamp_max(0).abs(),
+        "flip_correct": delta.clamp_min(0) + correct.double()[:, None] * delta.clamp_max(0).abs(),
     }[pressure] * m
     assert torch.allclose(out, expected, atol=1e-12)
 
@@ -317,8 +320,8 @@ def test_diagnostics_zero_std_groups():
         ({"alpha": -1.0, "pressure": "full"}, "alpha"),
         ({"alpha": float("nan"), "pressure": "full"}, "alpha"),
         ({"alpha": "2", "pressure": "full"}, "alpha"),
-        ({"alpha": 1.0, "pressure": "positiv"}, "pressure must be one of full, positive, negative, reversed"),
-        ({"alpha": 1.0, "pressure": "reversed"}, "correct"),
+        ({"alpha": 1.0, "pressure": "positiv"}, "pressure must be one of full, positive, negative, flip_correct"),
+        ({"alpha": 1.0, "pressure": "flip_correct"}, "correct"),
         ({"alpha": 1.0, "pressure": "full", "clip": 0.0}, "clip"),
     ],
 )
@@ -331,7 +334,7 @@ def test_shape_mismatch_names_the_argument():
     with pytest.raises(ValueError, match="teacher_logp"):
         token_advantages(S, Q[:, :2], R, M, alpha=1.0, pressure="full")
     with pytest.raises(ValueError, match="correct"):
-        token_advantages(S, Q, R, M, alpha=1.0, pressure="reversed", correct=torch.tensor([True, False]))
+        token_advantages(S, Q, R, M, alpha=1.0, pressure="flip_correct", correct=torch.tensor([True, False]))
     with pytest.raises(ValueError, match="ref_logp is required"):
         token_advantages(S, Q, None, M, alpha=2.0, pressure="full")
 
@@ -345,3 +348,100 @@ def test_mix_rejects_out_of_range(m):
 def test_grpo_rejects_mismatched_groups():
     with pytest.raises(ValueError, match="group_ids"):
         grpo_advantages(torch.zeros(3), torch.zeros(2, dtype=torch.long))
+
+
+# ------------------------------------------------------------------------ rlrt / rlsd (reweighted GRPO)
+
+
+def reweighted(mode, grpo, correct, *, lam=0.5, eps_w=1.0, alpha=1.0, **kw):
+    s, q, r, m = (x.expand(len(grpo), -1) for x in (S, Q, R, M))
+    return reweighted_grpo(s, q, r, m, torch.tensor(grpo), alpha=alpha, mode=mode, correct=torch.tensor(correct),
+                           lam=lam, eps_w=eps_w, **kw)
+
+
+def test_rlrt_hand_computed():
+    # alpha = 1: s - q = [-0.5, 1.0, 0.0]; correct rollout, G = 1: w = clip(exp(s - q), 0, 2) = [e^-0.5, 2 (capped), 1]
+    # A = G (0.5 + 0.5 w) = [0.5 + 0.5 e^-0.5, 1.5, 1.0]; the wrong rollout (G = -1) keeps G on every token
+    out = reweighted("rlrt", [1.0, -1.0], [True, False])
+    expected = torch.tensor([[0.5 + 0.5 * math.exp(-0.5), 1.5, 1.0, 0.0], [-1.0, -1.0, -1.0, 0.0]])
+    assert torch.allclose(out, expected, atol=1e-7)
+
+
+def test_rlsd_hand_computed():
+    # rlsd, lam = 1, eps_w = 0.2: w = clip(exp(sign(G) (q - s)), 0.8, 1.2), on every rollout
+    # G = 1:  q - s = [0.5, -1.0, 0.0] -> exp = [1.649, 0.368, 1] -> [1.2, 0.8, 1.0]
+    # G = -1: -(q - s) = [-0.5, 1.0, 0.0] -> exp = [0.607, 2.718, 1] -> [0.8, 1.2, 1.0], times G
+    out = reweighted("rlsd", [1.0, -1.0], [True, False], lam=1.0, eps_w=0.2)
+    assert torch.allclose(out, torch.tensor([[1.2, 0.8, 1.0, 0.0], [-0.8, -1.2, -1.0, 0.0]]), atol=1e-7)
+
+
+def _reweighted_by_loops(s, q, m, grpo, correct, mode, lam, eps_w):
+    """An independent re-implementation, one token at a time, from the rule as the papers write it."""
+    out = torch.zeros_like(s)
+    for i in range(s.shape[0]):
+        g = float(grpo[i])
+        sign = (g > 0) - (g < 0)
+        for t in range(s.shape[1]):
+            if not m[i, t]:
+                continue
+            gap = float(s[i, t] - q[i, t]) if mode == "rlrt" else float(q[i, t] - s[i, t])
+            w = min(max(math.exp(sign * gap), max(0.0, 1.0 - eps_w)), 1.0 + eps_w)
+            gated = bool(correct[i]) if mode == "rlrt" else True
+            out[i, t] = g * ((1 - lam) + lam * w) if gated else g
+    return out
+
+
+@pytest.mark.parametrize("mode", ["rlrt", "rlsd"])
+@pytest.mark.parametrize("lam,eps_w", [(0.5, 1.0), (1.0, 0.2), (0.3, 0.5)])
+def test_reweighted_grpo_matches_a_token_by_token_reimplementation(mode, lam, eps_w):
+    s, q, _, m = rand_batch(6, 9, seed=3)
+    rewards = torch.tensor([1.0, 0.0, 1.0, 1.0, 0.0, 0.0])
+    groups = torch.tensor([0, 0, 1, 1, 2, 2])  # group 1 all right: G = 0
+    grpo = grpo_advantages(rewards, groups)
+    out = reweighted_grpo(s, q, None, m, grpo, alpha=1.0, mode=mode, correct=rewards > 0.5, lam=lam, eps_w=eps_w)
+    assert torch.allclose(out, _reweighted_by_loops(s, q, m, grpo, rewards > 0.5, mode, lam, eps_w), atol=1e-6)
+    assert (out[2:4] == 0).all()  # an all-correct group gives 0
+    assert ((out * grpo[:, None]) >= 0).all()  # the weight never flips G's sign
+
+
+def test_reweighted_grpo_properties():
+    s, q, r, m = rand_batch(4, 12, seed=5)
+    grpo = torch.tensor([1.2, -0.4, 0.7, -1.5])
+    correct = grpo > 0
+    plain = torch.where(m.bool(), grpo[:, None].expand(4, 12), torch.zeros(()))
+    for mode in ("rlrt", "rlsd"):
+        kw = dict(alpha=1.0, mode=mode, correct=correct)
+        assert torch.equal(reweighted_grpo(s, q, None, m, grpo, lam=0.0, eps_w=1.0, **kw), plain)  # lam 0: GRPO
+        ratio = torch.cat([(reweighted_grpo(student, teacher, None, m, grpo, lam=1.0, eps_w=0.5, **kw) / plain)[m.bool()]
+                           for student, teacher in ((s * 40, q), (s, q * 40))])  # huge gaps of either sign
+        assert float(ratio.min()) == pytest.approx(0.5) and float(ratio.max()) == pytest.approx(1.5)  # floor, cap
+    rlrt = reweighted_grpo(s, q, None, m, grpo, alpha=1.0, mode="rlrt", correct=correct, lam=0.5, eps_w=1.0)
+    assert torch.equal(rlrt[~correct], plain[~correct])  # wrong rollouts: exactly G_i
+    with_ref = reweighted_grpo(s, q, r, m, grpo, alpha=1.0, mode="rlrt", correct=correct, lam=0.5, eps_w=1.0)
+    assert torch.equal(with_ref, rlrt)  # alpha = 1: the reference cancels
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(mode="reversed"), "mode must be one of rlrt, rlsd"), (dict(lam=1.5), "lam must be a number in"),
+    (dict(eps_w=0.0), "eps_w must be a number > 0"), (dict(correct=torch.tensor([True, False])), "correct"),
+])
+def test_reweighted_grpo_rejects_bad_arguments(kwargs, match):
+    args = dict(alpha=1.0, mode="rlrt", correct=torch.tensor([True]), lam=0.5, eps_w=1.0) | kwargs
+    with pytest.raises(ValueError, match=match):
+        reweighted_grpo(S, Q, R, M, torch.tensor([1.0]), **args)
+
+
+def test_kept_normalisation_scales_the_gradient_by_n_over_kept():
+    """normalize=kept (a token mean over the kept tokens) is normalize=all scaled by N / N_kept,
+    gradient included."""
+    s, q, r, m = rand_batch(5, 8, seed=7)
+    adv = token_advantages(s, q, r, m, alpha=1.5, pressure="positive")
+    n, k = int(m.sum()), kept_tokens(adv, m)
+    assert 0 < k < n and k == int(((adv > 0) & m.bool()).sum())
+    logp_all, logp_kept = (s.clone().requires_grad_() for _ in range(2))
+    loss_all = policy_loss(logp_all, s, adv, m)
+    keep = m * (adv != 0)  # OpenTinker's way: the dropped tokens leave the mask
+    loss_kept = policy_loss(logp_kept, s, adv, keep)
+    (loss_all * kept_scale(n, k)).backward()
+    loss_kept.backward()
+    assert torch.allclose(logp_all.grad, logp_kept.grad, atol=1e-7) and kept_scale(n, 0) == 1.0

@@ -296,6 +296,8 @@ def test_every_default_composes_and_validates(group, option, monkeypatch):
     validate_config(cfg)
     if group == "reference" and cfg.reference.name == "pre_rl" and cfg.reference.path is None:
         cfg.reference.path = "toy://teacher_base"  # required (a rule of check_config), deliberately null in pre_rl.yaml
+    if group == "pressure" and cfg.pressure.name in ("rlrt", "rlsd"):
+        cfg.rollout.n = 4  # GRPO groups (a rule of check_config; the default is one rollout per prompt)
     check_config(cfg)
 
 
@@ -319,7 +321,7 @@ def test_every_yaml_key_has_its_comment():
 
 
 def test_the_names_in_the_schema_are_the_code_s():
-    from gopd.objective import ESTIMATORS, PRESSURES
+    from gopd.objective import ESTIMATORS, PRESSURES, REWEIGHTED
     from gopd.strategy import DTYPES
     from gopd.teachers import REFERENCES, TEACHERS
     from gopd.toy.build import RECIPES
@@ -329,7 +331,7 @@ def test_the_names_in_the_schema_are_the_code_s():
     assert set(schema._tags(fields_["teacher"].annotation)) == set(TEACHERS)
     assert set(schema._tags(fields_["reference"].annotation)) == set(REFERENCES)
     assert set(schema._tags(fields_["estimator"].annotation)) == set(ESTIMATORS)
-    assert set(schema.PRESSURES) == set(PRESSURES)
+    assert set(schema.PRESSURES) == set(PRESSURES + REWEIGHTED)
     assert set(schema.DTYPES) == set(DTYPES)
     assert set(schema.TOY_VARIANTS) == set(RECIPES)
     assert set(schema.LOGPROBS_MODES) == set(LOGPROBS_MODES)
@@ -354,3 +356,17 @@ def test_a_bad_value_exits_2_with_one_line_before_anything_loads(tmp_path, overr
     # what a validation failure leaves today: Hydra's .hydra/ and an empty train.log (no model, no metrics)
     assert {p.name for p in tmp_path.iterdir()} <= {".hydra", "train.log"}
     assert not (tmp_path / "train.log").exists() or (tmp_path / "train.log").read_text() == ""
+
+
+@pytest.mark.parametrize("overrides,message", [
+    (["pressure=rlsd", "rollout.n=1"], "rollout.n must be >= 2 for pressure=rlsd"),
+    (["pressure=rlrt", "rollout.n=4", "estimator=full"], "pressure=rlrt needs estimator=token"),
+    (["pressure=rlrt", "rollout.n=4", "pressure.lam=null"], "pressure.lam is required for pressure=rlrt"),
+    (["pressure=full", "+pressure.normalize=kept"], "pressure.normalize=kept needs pressure=positive or negative"),
+    (["pressure=positive", "pressure.normalize=kept", "estimator=topk"], "with estimator=token"),
+])
+def test_pressure_rules_across_keys(overrides, message):
+    from gopd.validate import ConfigError
+
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        check_config(composed(*overrides))

@@ -23,7 +23,7 @@ from hydra import compose, initialize_config_dir
 CLUSTER_SH = ROOT / "slurm" / "local" / "cluster.sh"
 START_HINT = f"start it with:  bash {CLUSTER_SH.relative_to(ROOT)} up   (installs Debian packages, needs root)"
 MINI = overridden(MINI, "logger.wandb.mode=offline")  # the W&B files of a grid are part of what is checked
-SIZES = {"alpha_x_mix": 15, "pressure": 8, "reference": 9}
+SIZES = {"alpha_x_mix": 15, "pressure": 10, "reference": 9}
 
 
 # ------------------------------------------------------------------------------ without a cluster
@@ -72,7 +72,7 @@ def test_command_line_axes_narrow_or_extend_a_sweep():
     assert len(arms) == 6
     assert {a for arm in arms for a in arm if a.startswith("alpha=")} == {"alpha=1", "alpha=2"}
     assert len(expand(["+sweep=alpha_x_mix", "grpo_mix=0,0.25,0.5,0.75,1"])) == 25  # extends one
-    assert len(expand(["+sweep=pressure", "alpha=2"])) == 8  # a fixed value rides along
+    assert len(expand(["+sweep=pressure", "alpha=2"])) == 10  # a fixed value rides along
     assert all("alpha=2" in arm for arm in expand(["+sweep=pressure", "alpha=2"]))
     assert len(expand(["+sweep=reference", "teacher=hinted,rl_checkpoint"])) == 18  # adds an axis
 
@@ -81,9 +81,9 @@ def test_arm_grid_values_reach_the_config():
     arms = expand(["+sweep=alpha_x_mix"])
     seen = {(c.alpha, c.grpo_mix) for c in map(arm_cfg, arms)}
     assert seen == {(a, m) for a in (1, 1.25, 1.5, 2, 3) for m in (0, 0.25, 0.5)}
-    c = arm_cfg(["+sweep=pressure", "pressure=reversed", "teacher=rl_checkpoint"])
-    assert (c.pressure.name, c.teacher.name) == ("reversed", "rl_checkpoint")
-    assert list(c.logger.wandb.tags) == ["alpha=1.0", "grpo_mix=0.0", "pressure=reversed", "teacher=rl_checkpoint",
+    c = arm_cfg(["+sweep=pressure", "pressure=rlrt", "teacher=rl_checkpoint"])
+    assert (c.pressure.name, c.teacher.name, c.rollout.n, c.pressure.lam) == ("rlrt", "rl_checkpoint", 4, 0.5)
+    assert list(c.logger.wandb.tags) == ["alpha=1.0", "grpo_mix=0.0", "pressure=rlrt", "teacher=rl_checkpoint",
                                          "reference=student", "seed=0"]
 
 
@@ -116,7 +116,7 @@ def test_arms_script_lists_a_grid_without_launching():
                          cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
-    assert len(lines) == 24 and "24 arms" in out.stderr
+    assert len(lines) == 30 and "30 arms" in out.stderr
     assert lines[0].split(None, 1)[1] == "pressure=full teacher=hinted seed=0 alpha=2"
 
 

@@ -26,7 +26,7 @@ def read_metrics(run_dir: Path) -> list[dict]:
 
 
 COMBOS = list(itertools.product(["hinted", "rl_checkpoint", "domain_experts"], ["student", "teacher", "pre_rl"],
-                                ["full", "positive", "negative", "reversed"]))
+                                ["full", "positive", "negative", "flip_correct"]))
 
 
 @pytest.mark.slow
@@ -48,7 +48,7 @@ def test_every_group_combination_runs_two_steps(toy_world_mini, tmp_path, teache
 @pytest.mark.parametrize("estimator", ["full", "topk"])
 @pytest.mark.parametrize("teacher,reference,pressure", [("hinted", "student", "positive"),
                                                          ("rl_checkpoint", "teacher", "full"),
-                                                         ("domain_experts", "pre_rl", "reversed")])
+                                                         ("domain_experts", "pre_rl", "flip_correct")])
 def test_vocabulary_estimators_run_two_steps(toy_world_mini, tmp_path, estimator, teacher, reference, pressure):
     extra = ["reference.path=toy://teacher_base"] if reference == "pre_rl" else []
     cfg = compose_cfg([f"estimator={estimator}", f"teacher={teacher}", f"reference={reference}",
@@ -59,6 +59,20 @@ def test_vocabulary_estimators_run_two_steps(toy_world_mini, tmp_path, estimator
     assert all(r["opd/teacher_kl"] != "" and float(r["opd/teacher_kl"]) >= 0 for r in rows[:2])
     if pressure == "positive":
         assert all(float(r["opd/neg_mass"]) == 0 for r in rows[:2])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("pressure", [["pressure=rlrt"], ["pressure=reversed"], ["pressure=rlsd"],
+                                      ["pressure=positive", "pressure.normalize=kept"],
+                                      ["pressure=negative", "pressure.normalize=kept"]], ids=" ".join)
+def test_grpo_reweighting_and_kept_normalisation_run_three_steps(toy_world_mini, tmp_path, pressure):
+    """rlrt / rlsd (pure, grpo_mix = 0: GRPO's advantage reweighted) and kept-token normalisation."""
+    cfg = compose_cfg([*pressure, "trainer.max_steps=3", "alpha=1"])
+    summary = run(cfg, tmp_path, "pressure")
+    assert summary["status"] == "completed" and summary["steps"] == 3 and summary["train/skipped_steps"] == 0
+    assert cfg.pressure.name == ("rlrt" if pressure == ["pressure=reversed"] else pressure[0].split("=")[1])
+    rows = read_metrics(tmp_path)
+    assert [r["step"] for r in rows] == ["0", "1", "2", "3"] and all(r["loss"] != "" for r in rows[:3])
 
 
 def test_student_equal_teacher_alpha_one_gives_zero_advantage_and_still_weights(toy_world_mini, tmp_path):
@@ -136,6 +150,7 @@ def train_cli(tmp_path, *overrides):
         (["alpha=abc"], "alpha must be a number > 0"),
         (["grpo_mix=1.5"], "grpo_mix must be a number in [0, 1]"),
         (["grpo_mix=0.5", "rollout.n=1"], "rollout.n must be >= 2 when grpo_mix > 0"),
+        (["pressure=reversed", "rollout.n=1"], "rollout.n must be >= 2 for pressure=rlrt"),
         (["rollout.max_new_tokens=0"], "rollout.max_new_tokens must be an integer > 0"),
         (["reference=pre_rl", "alpha=2"], "reference.path is required for reference=pre_rl"),
         (["teacher=rl_checkpoint", "teacher.path=./no/such/ckpt"], "teacher.path: no checkpoint at"),

@@ -45,8 +45,8 @@ R = torch.tensor([[-1.5, -2.0, -1.0, -1.0]])
     ("full", None, [1.5, -2.0, 0.5, 0.0]),
     ("positive", None, [1.5, 0.0, 0.5, 0.0]),
     ("negative", None, [0.0, -2.0, 0.0, 0.0]),
-    ("reversed", True, [1.5, 2.0, 0.5, 0.0]),
-    ("reversed", False, [1.5, 0.0, 0.5, 0.0]),
+    ("flip_correct", True, [1.5, 2.0, 0.5, 0.0]),
+    ("flip_correct", False, [1.5, 0.0, 0.5, 0.0]),
 ])
 def test_pressure_modes_per_entry_hand_computed(pressure, correct, expected):
     c = None if correct is None else torch.tensor([correct])
@@ -54,13 +54,13 @@ def test_pressure_modes_per_entry_hand_computed(pressure, correct, expected):
 
 
 def test_clip_per_entry_after_pressure():
-    out = vocab_advantages(S, Q, R, alpha=2.0, pressure="reversed", correct=torch.tensor([True]), clip=1.0)
+    out = vocab_advantages(S, Q, R, alpha=2.0, pressure="flip_correct", correct=torch.tensor([True]), clip=1.0)
     assert torch.equal(out, torch.tensor([[1.0, 1.0, 0.5, 0.0]]))
 
 
-def test_reversed_uses_each_rollouts_flag():
+def test_flip_correct_uses_each_rollouts_flag():
     s, q, r = (x.expand(2, 3, 4) for x in (S, Q, R))  # [B=2, T=3, V=4]
-    out = vocab_advantages(s, q, r, alpha=2.0, pressure="reversed", correct=torch.tensor([True, False]))
+    out = vocab_advantages(s, q, r, alpha=2.0, pressure="flip_correct", correct=torch.tensor([True, False]))
     assert torch.equal(out[0, 1], torch.tensor([1.5, 2.0, 0.5, 0.0]))
     assert torch.equal(out[1, 2], torch.tensor([1.5, 0.0, 0.5, 0.0]))
 
@@ -88,7 +88,7 @@ def test_topk_support_adds_the_sampled_token_once():
 
 @pytest.mark.parametrize("bad,match", [
     (dict(alpha=0.0), "alpha"), (dict(pressure="up"), "pressure"), (dict(clip=-1.0), "clip"),
-    (dict(pressure="reversed"), "correct"), (dict(ref=None), "ref_logp"),
+    (dict(pressure="flip_correct"), "correct"), (dict(ref=None), "ref_logp"),
 ])
 def test_vocab_advantages_errors_name_the_argument(bad, match):
     kw = dict(alpha=2.0, pressure="full") | {k: v for k, v in bad.items() if k != "ref"}
@@ -303,7 +303,7 @@ CASES = {
     "exopd": lambda toy: (scorer(toy, "teacher", "hinted"), scorer(toy, "teacher_base"), dict(alpha=2.0)),
     "ref_is_teacher": lambda toy: (lambda t: (t, t, dict(alpha=0.5, pressure="positive")))(scorer(toy, "teacher")),
     "experts_topk": lambda toy: (experts(toy), scorer(toy, "teacher_base"),
-                                 dict(alpha=1.5, estimator="topk", k=5, pressure="reversed", clip=0.7,
+                                 dict(alpha=1.5, estimator="topk", k=5, pressure="flip_correct", clip=0.7,
                                       correct=torch.tensor([True, False, True]))),
 }
 
@@ -369,7 +369,7 @@ def test_no_grad_gives_the_same_loss_and_metrics(toy):
 
 @pytest.mark.parametrize("kw,match", [
     (dict(estimator="token"), "estimator"), (dict(estimator="topk", k=0), "k"), (dict(chunk_size=0), "chunk_size"),
-    (dict(alpha=2.0), "reference"), (dict(pressure="reversed"), "correct"), (dict(alpha=-1.0), "alpha"),
+    (dict(alpha=2.0), "reference"), (dict(pressure="flip_correct"), "correct"), (dict(alpha=-1.0), "alpha"),
 ])
 def test_vocab_opd_loss_errors_name_the_argument(toy, kw, match):
     with pytest.raises(ValueError, match=match):

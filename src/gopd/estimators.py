@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
-from gopd import objective
+from gopd import distributed, objective
 from gopd.rollout import RolloutBatch, logp_gap_metrics
 from gopd.scoring import Scorer, completion_logprobs
 
@@ -36,13 +36,23 @@ class Settings:
     eps_high: float
     tis_cap: float
     chunk_size: int
+    lam: float | None = None       # rlrt / rlsd: weight of the reweighted part
+    eps_w: float | None = None     # rlrt / rlsd: the weight's clip, [max(0, 1 - eps_w), 1 + eps_w]
+    normalize: str = "all"         # token mean over all completion tokens, or over those kept (advantage != 0)
 
     @classmethod
     def from_config(cls, cfg) -> Settings:
-        return cls(alpha=float(cfg.alpha), pressure=str(cfg.pressure.name), clip=cfg.pressure.get("clip"),
+        p = cfg.pressure
+        return cls(alpha=float(cfg.alpha), pressure=str(p.name), clip=p.get("clip"),
                    grpo_mix=float(cfg.grpo_mix), grpo_scale=bool(cfg.grpo.scale), eps_low=float(cfg.loss.eps_low),
                    eps_high=float(cfg.loss.eps_high), tis_cap=float(cfg.loss.tis_cap),
-                   chunk_size=int(cfg.loss.chunk_size))
+                   chunk_size=int(cfg.loss.chunk_size), lam=p.get("lam"), eps_w=p.get("eps_w"),
+                   normalize=str(p.get("normalize", "all")))
+
+    @property
+    def reweighted(self) -> bool:
+        """rlrt / rlsd: the OPD slot holds GRPO's advantage reweighted per token."""
+        return self.pressure in objective.REWEIGHTED
 
 
 @dataclass
@@ -65,7 +75,27 @@ def sampled_scores(teacher: Scorer | None, reference: Scorer | None, batch: Roll
 
 
 def grpo_advantages(s: Settings, batch: RolloutBatch, rewards: Tensor) -> Tensor | None:
-    return objective.grpo_advantages(rewards, batch.group_ids, scale=s.grpo_scale) if s.grpo_mix > 0 else None
+    if s.grpo_mix == 0 and not s.reweighted:
+        return None
+    return objective.grpo_advantages(rewards, batch.group_ids, scale=s.grpo_scale)
+
+
+def opd_advantages(s: Settings, batch: RolloutBatch, old: Tensor, q: Tensor | None, r: Tensor | None,
+                   rewards: Tensor, grpo: Tensor | None) -> Tensor | None:
+    """The sampled-token OPD advantage: a pressure mode of delta, or (rlrt / rlsd) GRPO's advantage
+    reweighted by it; ``normalize=kept`` rescales it to a mean over the kept tokens of every rank."""
+    if q is None:
+        return None
+    correct = rewards > 0.5
+    if s.reweighted:
+        return objective.reweighted_grpo(old, q, r, batch.mask, grpo, alpha=s.alpha, mode=s.pressure,
+                                         correct=correct, lam=s.lam, eps_w=s.eps_w, clip=s.clip)
+    adv = objective.token_advantages(old, q, r, batch.mask, alpha=s.alpha, pressure=s.pressure, correct=correct,
+                                     clip=s.clip)
+    if s.normalize == "kept":
+        adv = adv * objective.kept_scale(distributed.global_tokens(batch.num_tokens),
+                                         distributed.global_tokens(objective.kept_tokens(adv, batch.mask)))
+    return adv
 
 
 def _ppo(s: Settings, batch: RolloutBatch, logp: Tensor, old: Tensor, adv: Tensor) -> Tensor:
@@ -107,9 +137,8 @@ class TokenEstimator:
                                    chunk_size=s.chunk_size)
         old = logp.detach()  # one update per rollout batch: pi_old is the current policy
         q, r = sampled_scores(self.teacher, self.reference, batch, pad_id)
-        opd = None if q is None else objective.token_advantages(
-            old, q, r, batch.mask, alpha=s.alpha, pressure=s.pressure, correct=rewards > 0.5, clip=s.clip)
         grpo = grpo_advantages(s, batch, rewards)
+        opd = opd_advantages(s, batch, old, q, r, rewards, grpo)
         loss, adv = mixed_loss(s, batch, logp, grpo, opd_adv=opd)
         diag = objective.opd_diagnostics(old, q, r, batch.mask, opd, grpo, batch.group_ids)
         if batch.rollout_logp is not None:

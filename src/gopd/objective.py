@@ -23,7 +23,9 @@ from numbers import Real
 import torch
 from torch import Tensor
 
-PRESSURES = ("full", "positive", "negative", "reversed")
+PRESSURES = ("full", "positive", "negative", "flip_correct")  # maps of delta alone (any estimator)
+REWEIGHTED = ("rlrt", "rlsd")  # GRPO's advantage reweighted per token by delta (reweighted_grpo; sampled tokens)
+NORMALIZE = ("all", "kept")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -96,7 +98,8 @@ def apply_pressure(delta: Tensor, pressure: str, correct: Tensor | None = None) 
     """Map the raw signal to the OPD advantage (elementwise; works for ``[B, T]`` or ``[B, T, V]``).
 
     full: delta; positive: max(delta, 0); negative: min(delta, 0);
-    reversed (RLRT): max(delta, 0) + c * |min(delta, 0)|, c = 1 on rollouts whose answer verified.
+    flip_correct: max(delta, 0) + c * |min(delta, 0)|, c = 1 on rollouts whose answer verified (the
+    negative signal flipped into a positive one on correct rollouts; not RLRT, see ``reweighted_grpo``).
     """
     pressure = _check_pressure(pressure)
     if pressure == "full":
@@ -106,7 +109,7 @@ def apply_pressure(delta: Tensor, pressure: str, correct: Tensor | None = None) 
     if pressure == "negative":
         return delta.clamp_max(0.0)
     if correct is None:
-        raise ValueError("correct (a [B] bool tensor of verified rollouts) is required for pressure='reversed'")
+        raise ValueError("correct (a [B] bool tensor of verified rollouts) is required for pressure='flip_correct'")
     _check_1d("correct", correct, delta.shape[0])
     c = correct.to(delta.dtype).reshape((-1,) + (1,) * (delta.dim() - 1))
     return delta.clamp_min(0.0) + c * (-delta.clamp_max(0.0))
@@ -144,6 +147,71 @@ def token_advantages(
         if clip is not None:
             adv = adv.clamp(-float(clip), float(clip))
         return _masked(adv, mask)
+
+
+def reweighted_grpo(
+    student_logp: Tensor,
+    teacher_logp: Tensor,
+    ref_logp: Tensor | None,
+    mask: Tensor,
+    grpo: Tensor,
+    *,
+    alpha: float,
+    mode: str,
+    correct: Tensor,
+    lam: float,
+    eps_w: float,
+    clip: float | None = None,
+) -> Tensor:
+    """RLRT and RLSD (arXiv 2605.10781 and its RLSD baseline): GRPO's outcome advantage ``G_i``
+    reweighted per token by how much teacher and student disagree on it, ``[B, T]``, 0 off the mask.
+
+        w_t = clip(exp(sign(G_i) * d_t), max(0, 1 - eps_w), 1 + eps_w)
+        A_t = G_i * ((1 - lam) + lam * w_t)     on gated rollouts, G_i on the others
+
+    rlrt: ``d_t = s_t - q_t`` (tokens the student chose that the hinted teacher would not predict,
+    the "self-driven" ones, weigh more), gated to rollouts whose answer verified (wrong ones keep
+    plain GRPO). rlsd: ``d_t = q_t - s_t`` (the teacher's tokens weigh more), every rollout.
+    With a reference and ``alpha != 1``, ``q_t - s_t`` generalises to G-OPD's ``delta_t`` (equal
+    at ``alpha = 1``). ``lam = 0`` is plain GRPO; ``G_i = 0`` (a group all right or all wrong)
+    gives 0; the weight never flips the sign of ``G_i``. A constant for the loss (detached).
+    """
+    if mode not in REWEIGHTED:
+        raise ValueError(f"mode must be one of {', '.join(REWEIGHTED)}, got {mode!r}")
+    shape = _check_2d("student_logp", student_logp, None)
+    _check_2d("teacher_logp", teacher_logp, shape)
+    _check_2d("mask", mask, shape)
+    _check_1d("grpo", grpo, shape[0])
+    _check_1d("correct", correct, shape[0])
+    if isinstance(lam, bool) or not isinstance(lam, Real) or not 0.0 <= lam <= 1.0:
+        raise ValueError(f"lam must be a number in [0, 1] (0 = plain GRPO), got {lam!r}")
+    if isinstance(eps_w, bool) or not isinstance(eps_w, Real) or not eps_w > 0:
+        raise ValueError(f"eps_w must be a number > 0 (the weight is clipped to [1 - eps_w, 1 + eps_w], floor 0), "
+                         f"got {eps_w!r}")
+    with torch.no_grad():
+        delta = token_delta(student_logp.detach(), teacher_logp.detach(),
+                            None if ref_logp is None else ref_logp.detach(), alpha=alpha)
+        d = -delta if mode == "rlrt" else delta
+        g = grpo.detach().to(delta.dtype)[:, None]
+        w = torch.exp(torch.sign(g) * d).clamp(max(0.0, 1.0 - eps_w), 1.0 + eps_w)
+        shaped = g * ((1.0 - lam) + lam * w)
+        gate = correct.bool() if mode == "rlrt" else torch.ones_like(correct, dtype=torch.bool)
+        adv = torch.where(gate[:, None], shaped, g.expand(shape))
+        if clip is not None:
+            adv = adv.clamp(-float(clip), float(clip))
+        return _masked(adv, mask)
+
+
+def kept_tokens(advantages: Tensor, mask: Tensor) -> int:
+    """Completion tokens whose advantage survived the pressure mode (``!= 0``)."""
+    return int((mask.bool() & (advantages != 0)).sum())
+
+
+def kept_scale(n_all: int, n_kept: int) -> float:
+    """``N / N_kept``: what turns a token mean over every completion token into one over the kept
+    tokens (``pressure.normalize=kept``, as OpenTinker's positive-only filter drops the others from
+    the mask); 1.0 when nothing was kept (the loss is then 0). Counts over the whole step."""
+    return n_all / n_kept if n_kept > 0 else 1.0
 
 
 def grpo_advantages(rewards: Tensor, group_ids: Tensor, *, scale: bool = True) -> Tensor:
@@ -342,7 +410,7 @@ def vocab_advantages(
 ) -> Tensor:
     """Per-entry G-OPD advantage ``A(v)`` ``[..., V]`` (detached): the token rule on every entry.
 
-    ``correct`` (``pressure='reversed'``) is a bool tensor over the leading dimension (``[B]``
+    ``correct`` (``pressure='flip_correct'``) is a bool tensor over the leading dimension (``[B]``
     for ``[B, T, V]``, or one flag per position for a ``[n, V]`` chunk). ``ref_logp_v`` may be
     ``None`` only when ``alpha == 1``; pass the teacher's tensor for ``reference=teacher``.
     ``support`` (bool ``[..., V]``, top-k: ``topk_support``) keeps ``A(v)`` on the support and gives

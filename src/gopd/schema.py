@@ -58,7 +58,7 @@ Name = Annotated[StrictStr, StringConstraints(min_length=1)]  # a non-empty stri
 DTYPES = ("float32", "bfloat16", "float16")                         # gopd.strategy.DTYPES
 TOY_VARIANTS = ("full", "full_v1", "mini")                          # gopd.toy.build.RECIPES
 HINT_WEIGHTS = ("initial", "live", "ema")                           # gopd.teachers.hinted_teacher
-PRESSURES = ("full", "positive", "negative", "reversed")            # gopd.objective.PRESSURES
+PRESSURES = ("full", "positive", "negative", "flip_correct", "rlrt", "rlsd")  # gopd.objective.PRESSURES + REWEIGHTED
 LOGPROBS_MODES = ("processed_logprobs", "raw_logprobs")             # gopd.rollout.vllm.LOGPROBS_MODES
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps", "tpu", "hpu")  # Lightning's accelerator names
 PRECISIONS = (64, 32, 16, "64", "32", "16", "bf16", "64-true", "32-true", "16-true", "bf16-true", "16-mixed",
@@ -196,9 +196,16 @@ Reference = Annotated[Union[StudentReference, TeacherReference, PreRLReference],
 
 # --------------------------------------------------------------------------------- pressure, estimator
 class Pressure(Keys):
-    name: Literal[PRESSURES] = F("A_t = delta (full), max(delta, 0), min(delta, 0), or RLRT's reversed")
+    name: Literal[PRESSURES] = F("full | positive | negative | flip_correct (maps of delta) | rlrt | rlsd "
+                                 "(GRPO's advantage reweighted per token)")
     clip: Optional[Annotated[Number, Field(gt=0)]] = F(
         "clamp the advantage to [-clip, clip] after the pressure mode; null = off", None, note="null = off")
+    normalize: Literal["all", "kept"] = F("token mean over all completion tokens, or over those whose advantage "
+                                          "survived (estimator=token)", "all")
+    lam: Optional[Annotated[Number, Field(ge=0, le=1)]] = F(
+        "rlrt / rlsd: weight of the reweighted part, A = G ((1 - lam) + lam w); 0 = plain GRPO", None)
+    eps_w: Optional[Annotated[Number, Field(gt=0)]] = F(
+        "rlrt / rlsd: the token weight is clipped to [max(0, 1 - eps_w), 1 + eps_w]", None)
 
 
 class TokenEstimator(Keys):
@@ -405,7 +412,7 @@ class TrainConfig(Keys):
     data: Data = F("prompts with answers (and hints / solutions / domains)")
     teacher: Teacher = F("hinted | rl_checkpoint | domain_experts")
     reference: Reference = F("student | teacher | pre_rl")
-    pressure: Pressure = F("full | positive | negative | reversed")
+    pressure: Pressure = F("full | positive | negative | flip_correct | rlrt | rlsd")
     estimator: Estimator = F("token | full | topk")
     rollout: Rollout = F("the rollout engine: hf | vllm")
     optim: Optim = F("optimizer and learning-rate schedule")

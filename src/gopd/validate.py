@@ -28,6 +28,7 @@ def check_config(cfg) -> list[str]:
                           f"e.g. rollout.n=4 rollout.prompts_per_step=8")
     if r.name == "vllm":
         _check_vllm(r, cfg.trainer)
+    _check_pressure(cfg)
     t = cfg.teacher
     if t.name == "domain_experts" and t.get("default") is not None and t.default not in t.experts:
         raise ConfigError(f"teacher.default must be null or one of {', '.join(t.experts)}, got {t.default!r}")
@@ -40,6 +41,26 @@ def check_config(cfg) -> list[str]:
     elif cfg.reference.name == "teacher" and cfg.alpha != 1:
         warnings.append(f"alpha={cfg.alpha} is inert with reference=teacher (r = q, so delta = q - s for any alpha)")
     return warnings
+
+
+def _check_pressure(cfg) -> None:
+    """rlrt / rlsd reweight GRPO's group advantage on sampled tokens; kept-token normalisation is a
+    sampled-token notion too."""
+    p, estimator = cfg.pressure, cfg.estimator.name
+    if p.name in ("rlrt", "rlsd"):
+        if cfg.rollout.n < 2:
+            raise ConfigError(f"rollout.n must be >= 2 for pressure={p.name} (it reweights GRPO's group-normalised "
+                              f"advantage), got {cfg.rollout.n}: e.g. rollout.n=4 rollout.prompts_per_step=8")
+        if estimator != "token":
+            raise ConfigError(f"pressure={p.name} needs estimator=token (it reweights the sampled token's GRPO "
+                              f"advantage), got estimator={estimator}")
+        missing = [k for k in ("lam", "eps_w") if p.get(k) is None]
+        if missing:
+            raise ConfigError(f"pressure.{missing[0]} is required for pressure={p.name} (a number; "
+                              f"conf/pressure/{p.name}.yaml sets one)")
+    if p.get("normalize", "all") == "kept" and (p.name not in ("positive", "negative") or estimator != "token"):
+        raise ConfigError(f"pressure.normalize=kept needs pressure=positive or negative with estimator=token "
+                          f"(the tokens the sign filter kept), got pressure={p.name} estimator={estimator}")
 
 
 def _check_vllm(r, trainer) -> None:

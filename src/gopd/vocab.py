@@ -144,9 +144,9 @@ def _validate(teacher, reference, n_rows, *, estimator, k, alpha, pressure, corr
     objective._check_pressure(pressure)
     if reference is None and alpha != 1:
         raise ValueError(f"reference is required when alpha != 1 (got alpha={alpha}); only alpha=1 ignores it")
-    if pressure == "reversed":
+    if pressure == "flip_correct":
         if correct is None:
-            raise ValueError("correct (a [B] bool tensor of verified rollouts) is required for pressure='reversed'")
+            raise ValueError("correct (a [B] bool tensor of verified rollouts) is required for pressure='flip_correct'")
         objective._check_1d("correct", correct, n_rows)
     if estimator == "topk":
         objective.topk_support(torch.zeros(1, 2), k)  # raises on a bad k
@@ -273,7 +273,7 @@ def vocab_opd_loss(
     ``estimator``: ``full`` (every entry) or ``topk`` (the teacher's top-``k`` entries plus the
     sampled token, the rest as one tail bucket: see ``objective.vocab_advantages``). ``reference`` is a
     Scorer (``teacher`` itself: ``r = q``, alpha inert) or ``None`` (only with ``alpha == 1``).
-    ``correct`` ``[B]`` bool is needed for ``pressure='reversed'``. Pass ``student_hidden``
+    ``correct`` ``[B]`` bool is needed for ``pressure='flip_correct'``. Pass ``student_hidden``
     (``completion_hidden(student, ...)``, with its graph) to share one student body forward
     with the GRPO term. ``N`` = real completion tokens of the batch.
 
