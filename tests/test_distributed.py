@@ -92,11 +92,13 @@ def _worker(rank: int, world_dir: str, port: int, kind: str, out: str) -> None:
         skip = distributed.any_rank(rank == 1)  # only rank 1 saw a non-finite value
         mine, calls = distributed.share(9, 2)  # evaluation's split: 5 and 4 rows, 3 generate calls each
         gathered = distributed.gather_dict({i: rank for i in mine})
+        std = distributed.global_std(torch.tensor(REWARDS[rank]))  # grpo.scale=batch: the step's reward std
         if rank == 0:
             grads = {n: p.grad for n, p in student.named_parameters() if p.grad is not None}
             torch.save(grads, Path(out) / "grads.pt")
             (Path(out) / "metrics.json").write_text(json.dumps({"metrics": reduced, "n_all": n_all, "skip": skip,
-                                                                "calls": calls, "gathered": gathered}))
+                                                                "calls": calls, "gathered": gathered,
+                                                                "std": std}))
         dist.barrier()  # no rank tears its connections down while the other still uses them
     finally:
         dist.destroy_process_group()
@@ -119,6 +121,7 @@ def test_two_ranks_take_the_union_step(toy_world_mini, tmp_path, kind):
     ranks = json.loads((tmp_path / "metrics.json").read_text())
     assert ranks["n_all"] == n_union == sum(map(sum, LENGTHS)) and ranks["skip"] is True
     assert ranks["calls"] == 3 and ranks["gathered"] == {str(i): i % 2 for i in range(9)}
+    assert ranks["std"] == pytest.approx(float(torch.tensor(REWARDS[0] + REWARDS[1]).double().std()), abs=1e-12)
     grads = torch.load(tmp_path / "grads.pt")
     worst = max(float((grads[n] - p.grad).abs().max()) for n, p in student.named_parameters() if p.grad is not None)
     assert worst < 1e-6, worst
@@ -133,3 +136,4 @@ def test_one_process_is_the_identity():
     assert distributed.token_scale(17, 17) == 1.0 and distributed.any_rank(False) is False
     assert distributed.reduce_metrics(metrics, 17) is metrics
     assert distributed.share(10, 4) == (list(range(10)), 3) and distributed.gather_dict({1: 2}) == {1: 2}
+    assert distributed.global_std(torch.tensor([1.0, 0.0, 1.0])) == pytest.approx(float(torch.tensor([1.0, 0, 1]).std()))

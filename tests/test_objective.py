@@ -445,3 +445,36 @@ def test_kept_normalisation_scales_the_gradient_by_n_over_kept():
     (loss_all * kept_scale(n, k)).backward()
     loss_kept.backward()
     assert torch.allclose(logp_all.grad, logp_kept.grad, atol=1e-7) and kept_scale(n, 0) == 1.0
+
+
+# ------------------------------------------------------------------------- peers' conventions
+
+
+def test_grpo_scales_and_eps_hand_computed():
+    rewards, groups = torch.tensor([1.0, 0.0, 1.0, 1.0, 0.0, 0.0]), torch.tensor([0, 0, 1, 1, 1, 1])
+    # group 0: mean 0.5, std sqrt(0.5) -> +-0.5 / sqrt(0.5); group 1: mean 0.5, std sqrt(1/3)
+    group = grpo_advantages(rewards, groups, scale="group", eps=1e-4)
+    assert torch.allclose(group[:2], torch.tensor([0.5, -0.5]) / (math.sqrt(0.5) + 1e-4))
+    assert torch.allclose(group[2:], torch.tensor([0.5, 0.5, -0.5, -0.5]) / (math.sqrt(1 / 3) + 1e-4))
+    # batch: every reward of the step, mean 0.5, std sqrt(6 * 0.25 / 5) = sqrt(0.3); centred within groups
+    batch = grpo_advantages(rewards, groups, scale="batch")
+    assert torch.allclose(batch, torch.tensor([0.5, -0.5, 0.5, 0.5, -0.5, -0.5]) / (math.sqrt(0.3) + 1e-6))
+    assert torch.allclose(grpo_advantages(rewards, groups, scale="batch", batch_std=2.0),
+                          torch.tensor([0.5, -0.5, 0.5, 0.5, -0.5, -0.5]) / (2.0 + 1e-6))  # the step's std from all ranks
+    assert torch.equal(grpo_advantages(rewards, groups, scale=True), grpo_advantages(rewards, groups, scale="group"))
+    assert torch.equal(grpo_advantages(rewards, groups, scale=False), grpo_advantages(rewards, groups, scale="none"))
+    with pytest.raises(ValueError, match="scale must be one of group, batch, none"):
+        grpo_advantages(rewards, groups, scale="sequence")
+
+
+def test_dual_clip_bounds_the_negative_surrogate_hand_computed():
+    # ratio e^2 = 7.39 on a negative advantage: PPO-clip gives -7.39 * 1 (min picks the unclipped), dual clip c = 3 gives -3
+    logp, old, m = torch.tensor([[2.0, 2.0, 0.1]]), torch.zeros(1, 3), torch.ones(1, 3)
+    advantages = torch.tensor([[-1.0, 1.0, -1.0]])
+    plain = policy_loss(logp, old, advantages, m)
+    dual = policy_loss(logp, old, advantages, m, dual_clip=3.0)
+    # tokens: t0 A<0 ratio 7.39 -> surrogate max(-7.39, -3) = -3; t1 A>0 ratio clipped -> 1.2; t2 ratio 1.105 -> -1.105
+    assert float(plain) == pytest.approx(-(-math.exp(2.0) + 1.2 - math.exp(0.1)) / 3)
+    assert float(dual) == pytest.approx(-(-3.0 + 1.2 - math.exp(0.1)) / 3)
+    with pytest.raises(ValueError, match="dual_clip must be a number > 1"):
+        policy_loss(logp, old, advantages, m, dual_clip=1.0)

@@ -64,9 +64,12 @@ def test_vocabulary_estimators_run_two_steps(toy_world_mini, tmp_path, estimator
 @pytest.mark.slow
 @pytest.mark.parametrize("pressure", [["pressure=rlrt"], ["pressure=reversed"], ["pressure=rlsd"],
                                       ["pressure=positive", "pressure.normalize=kept"],
-                                      ["pressure=negative", "pressure.normalize=kept"]], ids=" ".join)
+                                      ["pressure=negative", "pressure.normalize=kept"],
+                                      ["pressure=rlsd", "grpo.scale=batch", "grpo.eps=1e-4", "loss.dual_clip=3"]],
+                         ids=" ".join)
 def test_grpo_reweighting_and_kept_normalisation_run_three_steps(toy_world_mini, tmp_path, pressure):
-    """rlrt / rlsd (pure, grpo_mix = 0: GRPO's advantage reweighted) and kept-token normalisation."""
+    """rlrt / rlsd (pure, grpo_mix = 0: GRPO's advantage reweighted), kept-token normalisation, and
+    the peers' conventions (TRL's batch-scaled GRPO and eps, verl's dual clip)."""
     cfg = compose_cfg([*pressure, "trainer.max_steps=3", "alpha=1"])
     summary = run(cfg, tmp_path, "pressure")
     assert summary["status"] == "completed" and summary["steps"] == 3 and summary["train/skipped_steps"] == 0

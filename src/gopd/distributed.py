@@ -64,6 +64,15 @@ def global_tokens(n_local: int) -> int:
     return n_local if world_size() == 1 else int(_all_reduce([float(n_local)], "sum")[0])
 
 
+def global_std(values: torch.Tensor) -> float:
+    """Unbiased std of the values of every rank together (one process: ``values.std()``)."""
+    v = values.detach().double()
+    if world_size() == 1:
+        return float(v.std())
+    n, total, squares = _all_reduce([float(v.numel()), float(v.sum()), float((v * v).sum())], "sum")
+    return math.sqrt(max(squares - total * total / n, 0.0) / max(n - 1, 1.0))
+
+
 def token_scale(n_local: int, n_global: int) -> float:
     """Factor that turns a rank's token-mean loss into its share of the global token mean."""
     w = world_size()

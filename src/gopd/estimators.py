@@ -31,7 +31,7 @@ class Settings:
     pressure: str
     clip: float | None
     grpo_mix: float
-    grpo_scale: bool
+    grpo_scale: str | bool
     eps_low: float
     eps_high: float
     tis_cap: float
@@ -39,15 +39,18 @@ class Settings:
     lam: float | None = None       # rlrt / rlsd: weight of the reweighted part
     eps_w: float | None = None     # rlrt / rlsd: the weight's clip, [max(0, 1 - eps_w), 1 + eps_w]
     normalize: str = "all"         # token mean over all completion tokens, or over those kept (advantage != 0)
+    grpo_eps: float = 1e-6         # GRPO's std floor: (R - mean) / (std + eps)
+    dual_clip: float | None = None  # PPO dual clip c (A < 0: surrogate >= c A); None = off
 
     @classmethod
     def from_config(cls, cfg) -> Settings:
         p = cfg.pressure
         return cls(alpha=float(cfg.alpha), pressure=str(p.name), clip=p.get("clip"),
-                   grpo_mix=float(cfg.grpo_mix), grpo_scale=bool(cfg.grpo.scale), eps_low=float(cfg.loss.eps_low),
+                   grpo_mix=float(cfg.grpo_mix), grpo_scale=cfg.grpo.scale, eps_low=float(cfg.loss.eps_low),
                    eps_high=float(cfg.loss.eps_high), tis_cap=float(cfg.loss.tis_cap),
                    chunk_size=int(cfg.loss.chunk_size), lam=p.get("lam"), eps_w=p.get("eps_w"),
-                   normalize=str(p.get("normalize", "all")))
+                   normalize=str(p.get("normalize", "all")), grpo_eps=float(cfg.grpo.get("eps", 1e-6)),
+                   dual_clip=cfg.loss.get("dual_clip"))
 
     @property
     def reweighted(self) -> bool:
@@ -77,7 +80,8 @@ def sampled_scores(teacher: Scorer | None, reference: Scorer | None, batch: Roll
 def grpo_advantages(s: Settings, batch: RolloutBatch, rewards: Tensor) -> Tensor | None:
     if s.grpo_mix == 0 and not s.reweighted:
         return None
-    return objective.grpo_advantages(rewards, batch.group_ids, scale=s.grpo_scale)
+    batch_std = distributed.global_std(rewards) if s.grpo_scale == "batch" else None
+    return objective.grpo_advantages(rewards, batch.group_ids, scale=s.grpo_scale, eps=s.grpo_eps, batch_std=batch_std)
 
 
 def opd_advantages(s: Settings, batch: RolloutBatch, old: Tensor, q: Tensor | None, r: Tensor | None,
@@ -100,7 +104,7 @@ def opd_advantages(s: Settings, batch: RolloutBatch, old: Tensor, q: Tensor | No
 
 def _ppo(s: Settings, batch: RolloutBatch, logp: Tensor, old: Tensor, adv: Tensor) -> Tensor:
     return objective.policy_loss(logp, old, adv, batch.mask, eps_low=s.eps_low, eps_high=s.eps_high,
-                                 rollout_logp=batch.rollout_logp, tis_cap=s.tis_cap)
+                                 rollout_logp=batch.rollout_logp, tis_cap=s.tis_cap, dual_clip=s.dual_clip)
 
 
 def mixed_loss(s: Settings, batch: RolloutBatch, logp: Tensor | None, grpo: Tensor | None, *,

@@ -214,13 +214,25 @@ def kept_scale(n_all: int, n_kept: int) -> float:
     return n_all / n_kept if n_kept > 0 else 1.0
 
 
-def grpo_advantages(rewards: Tensor, group_ids: Tensor, *, scale: bool = True) -> Tensor:
-    """GRPO outcome advantage per rollout ``[B]``: ``(R_i - mean_g R) / (std_g R + 1e-6)``.
+GRPO_SCALES = ("group", "batch", "none")
 
-    ``std`` is the unbiased (Bessel-corrected) group std, as ``torch.std`` in TRL and verl.
-    ``scale=False`` drops the division (Dr. GRPO). A group whose rewards are all equal (or a
-    group of one) gives exactly 0. Group ids need not be contiguous or sorted.
+
+def grpo_advantages(rewards: Tensor, group_ids: Tensor, *, scale: str | bool = "group", eps: float = 1e-6,
+                    batch_std: float | None = None) -> Tensor:
+    """GRPO outcome advantage per rollout ``[B]``: ``(R_i - mean_g R) / (std + eps)``.
+
+    ``scale``: ``group`` (or True) divides by the group's std (verl, TRL's default), ``batch`` by
+    the std of every reward of the step (TRL's ``scale_rewards="batch"``; ``batch_std`` when the
+    step spans ranks, else this batch's), ``none`` (or False) not at all (Dr. GRPO). Stds are
+    unbiased (Bessel-corrected), as ``torch.std`` in TRL and verl; ``eps`` is 1e-6 as verl's (TRL
+    uses 1e-4). A group whose rewards are all equal (or a group of one) gives exactly 0. Group ids
+    need not be contiguous or sorted.
     """
+    scale = {True: "group", False: "none"}.get(scale, scale) if isinstance(scale, bool) else scale
+    if scale not in GRPO_SCALES:
+        raise ValueError(f"scale must be one of {', '.join(GRPO_SCALES)}, got {scale!r}")
+    if isinstance(eps, bool) or not isinstance(eps, Real) or not eps > 0:
+        raise ValueError(f"eps must be a number > 0, got {eps!r}")
     if not isinstance(rewards, Tensor) or rewards.dim() != 1:
         raise ValueError(f"rewards must be a [B] tensor, got {getattr(rewards, 'shape', type(rewards).__name__)}")
     _check_1d("group_ids", group_ids, rewards.shape[0])
@@ -235,7 +247,13 @@ def grpo_advantages(rewards: Tensor, group_ids: Tensor, *, scale: bool = True) -
     std = torch.sqrt(sq / (count - 1).clamp_min(1.0))
     lo = torch.full_like(zeros, math.inf).scatter_reduce(0, inv, rewards, reduce="amin")
     hi = torch.full_like(zeros, -math.inf).scatter_reduce(0, inv, rewards, reduce="amax")
-    adv = centred / (std[inv] + 1e-6) if scale else centred
+    if scale == "group":
+        adv = centred / (std[inv] + eps)
+    elif scale == "batch":
+        b = float(rewards.std()) if batch_std is None else batch_std
+        adv = centred / (b + eps)
+    else:
+        adv = centred
     return torch.where((hi == lo)[inv], torch.zeros_like(adv), adv)
 
 
@@ -278,11 +296,15 @@ def policy_loss(
     eps_high: float = 0.2,
     rollout_logp: Tensor | None = None,
     tis_cap: float = 5.0,
+    dual_clip: float | None = None,
 ) -> Tensor:
     """PPO-clip policy loss, token-mean over every completion token in the batch.
 
         rho  = exp(logp - old_logp)
         loss = -mean_t w_t * min(rho * A, clamp(rho, 1 - eps_low, 1 + eps_high) * A)
+
+    ``dual_clip = c > 1`` (verl's ``clip_ratio_c``): where ``A < 0`` the surrogate is at least
+    ``c * A``, so a token whose ratio ran far above 1 cannot push the loss without bound.
 
     ``w_t = min(exp(old_logp - rollout_logp), tis_cap)`` (truncated importance sampling) when the
     rollout engine's own log-probs are given (vLLM), else 1. ``advantages``, ``old_logp`` and
@@ -298,12 +320,16 @@ def policy_loss(
         raise ValueError(f"eps_low must be in [0, 1) and eps_high >= 0, got eps_low={eps_low}, eps_high={eps_high}")
     if not tis_cap > 0:
         raise ValueError(f"tis_cap must be > 0, got {tis_cap}")
+    if dual_clip is not None and not dual_clip > 1:
+        raise ValueError(f"dual_clip must be a number > 1 or None (off), got {dual_clip}")
     keep = mask.bool()
     zero = torch.zeros((), dtype=logp.dtype, device=logp.device)
     adv = torch.where(keep, advantages.detach(), zero)
     log_ratio = torch.where(keep, logp - old_logp.detach(), zero)
     ratio = torch.exp(log_ratio)
     surrogate = torch.minimum(ratio * adv, ratio.clamp(1.0 - eps_low, 1.0 + eps_high) * adv)
+    if dual_clip is not None:
+        surrogate = torch.where(adv < 0, torch.maximum(surrogate, dual_clip * adv), surrogate)
     if rollout_logp is not None:
         gap = torch.where(keep, old_logp.detach() - rollout_logp.detach(), zero)
         surrogate = surrogate * torch.exp(gap).clamp_max(tis_cap)

@@ -374,10 +374,15 @@ class Loss(Keys):
     eps_high: Number = F("PPO clip above: ratio ceiling 1 + eps_high", ge=0)
     tis_cap: Number = F("cap of the truncated importance weight when rollouts come from another engine", gt=0)
     chunk_size: Int = F("positions per chunk through the LM heads (memory: chunk x vocab fp32)", ge=1)
+    dual_clip: Optional[Annotated[Number, Field(gt=1)]] = F(
+        "PPO dual clip c (verl's clip_ratio_c, 3): where A < 0 the surrogate is at least c A; null = off", None)
 
 
 class GRPO(Keys):
-    scale: Bool = F("divide by the group's reward std (false = Dr. GRPO)")
+    scale: Union[Literal["group", "batch", "none"], Bool] = F(
+        "divide by the group's reward std (verl), the whole step's (TRL's scale_rewards=batch), or not at all "
+        "(Dr. GRPO); true / false = group / none", "group", valid="group, batch, none (or true / false)")
+    eps: Number = F("std floor: (R - mean) / (std + eps); verl 1e-6, TRL 1e-4", 1e-6, gt=0)
 
 
 class Checkpoint(Keys):
