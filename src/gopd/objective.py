@@ -499,6 +499,11 @@ def _with_tail(adv_v: Tensor, support: Tensor, student_logp_v: Tensor, teacher_l
     ``k + 1`` buckets. Kept entries keep their true log-probs (nothing is renormalised), so their
     ``A(v)`` is exactly the full estimator's and ``k >= V`` (no tail) is the full estimator.
 
+    At ``alpha != 1`` the bucket's target is, by this definition, the geometric mixture of the
+    *coarsened* models, ``alpha * log q(tail) + (1 - alpha) * log r(tail)``, not the coarsening
+    of the full target ``pi_ref^(1-alpha) pi_T^alpha`` (the log of a sum is not the sum of the
+    logs); the two agree at ``alpha = 1`` and on every kept entry.
+
     Why not ``A = 0`` outside (the plain restricted sum): the mean advantage is usually negative
     (about ``-KL``), so a zero outside the support is *above* average and the softmax coupling
     raises the outside entries, the ones the teacher ranks lowest; on the toy world that leak drove the
