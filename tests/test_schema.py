@@ -332,6 +332,8 @@ def test_the_names_in_the_schema_are_the_code_s():
     assert set(schema._tags(fields_["reference"].annotation)) == set(REFERENCES)
     assert set(schema._tags(fields_["estimator"].annotation)) == set(ESTIMATORS)
     assert set(schema.PRESSURES) == set(PRESSURES + REWEIGHTED)
+    from gopd.prompts import HINT_TEMPLATES
+    assert set(schema.HINT_TEMPLATE_NAMES) == set(HINT_TEMPLATES)
     assert set(schema.DTYPES) == set(DTYPES)
     assert set(schema.TOY_VARIANTS) == set(RECIPES)
     assert set(schema.LOGPROBS_MODES) == set(LOGPROBS_MODES)

@@ -65,7 +65,8 @@ def test_vocabulary_estimators_run_two_steps(toy_world_mini, tmp_path, estimator
 @pytest.mark.parametrize("pressure", [["pressure=rlrt"], ["pressure=reversed"], ["pressure=rlsd"],
                                       ["pressure=positive", "pressure.normalize=kept"],
                                       ["pressure=negative", "pressure.normalize=kept"],
-                                      ["pressure=rlsd", "grpo.scale=batch", "grpo.eps=1e-4", "loss.dual_clip=3"]],
+                                      ["pressure=rlsd", "grpo.scale=batch", "grpo.eps=1e-4", "loss.dual_clip=3"],
+                                      ["pressure=rlrt", "teacher.hint_template=opsd"]],
                          ids=" ".join)
 def test_grpo_reweighting_and_kept_normalisation_run_three_steps(toy_world_mini, tmp_path, pressure):
     """rlrt / rlsd (pure, grpo_mix = 0: GRPO's advantage reweighted), kept-token normalisation, and
@@ -76,6 +77,8 @@ def test_grpo_reweighting_and_kept_normalisation_run_three_steps(toy_world_mini,
     assert cfg.pressure.name == ("rlrt" if pressure == ["pressure=reversed"] else pressure[0].split("=")[1])
     rows = read_metrics(tmp_path)
     assert [r["step"] for r in rows] == ["0", "1", "2", "3"] and all(r["loss"] != "" for r in rows[:3])
+    if "teacher.hint_template=opsd" in pressure:  # the OPSD teacher turn, as written to prompts.txt
+        assert "Here is a reference solution to this problem:" in (tmp_path / "prompts.txt").read_text()
 
 
 def test_student_equal_teacher_alpha_one_gives_zero_advantage_and_still_weights(toy_world_mini, tmp_path):

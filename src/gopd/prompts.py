@@ -13,16 +13,28 @@ from dataclasses import dataclass, field
 
 DEFAULT_HINT_TEMPLATE = "{problem}\nHint: {hint}"
 PROBLEM = "{problem}"
+# Named hint templates (``teacher.hint_template=<name>``). ``opsd``: the OPSD repository's released
+# teacher turn (siyan-zhao/OPSD, data_collator.py, reason_first=False): the bare problem, the
+# reference solution, its transition sentence and instruction; pair it with
+# data.problem_template="Problem: {problem}\n\nPlease reason step by step, and put your final
+# answer within \\boxed{}." for OPSD's student turn.
+_OPSD_TRANSITION = ("\n\nAfter understanding the reference solution and the rationale behind each step, now articulate "
+                    "your own step-by-step reasoning that derives the same final answer to the problem below:\n")
+HINT_TEMPLATES = {
+    "opsd": ("{raw_problem}\n\nHere is a reference solution to this problem:\n{hint}\n" + _OPSD_TRANSITION + "\n"
+             "Please reason step by step, and put your final answer within \\boxed{{}}."),
+}
 
 
 def user_content(problem: str, hint: str | None = None, hint_template: str = DEFAULT_HINT_TEMPLATE,
                  problem_template: str = PROBLEM) -> str:
     """The user turn: the problem (through ``problem_template``, e.g. an instruction to box the
-    answer), alone or with the hint through ``hint_template``."""
-    problem = problem_template.replace(PROBLEM, problem)  # not str.format: instructions hold "\\boxed{}"
+    answer), alone or with the hint through ``hint_template`` (a template or a ``HINT_TEMPLATES``
+    name), where ``{problem}`` is the templated problem and ``{raw_problem}`` the column as is."""
+    templated = problem_template.replace(PROBLEM, problem)  # not str.format: instructions hold "\\boxed{}"
     if hint is None:
-        return problem
-    return hint_template.format(problem=problem, hint=hint)
+        return templated
+    return HINT_TEMPLATES.get(hint_template, hint_template).format(problem=templated, raw_problem=problem, hint=hint)
 
 
 def render_prompt(tokenizer, problem: str, hint: str | None = None, hint_template: str = DEFAULT_HINT_TEMPLATE,

@@ -58,6 +58,7 @@ Name = Annotated[StrictStr, StringConstraints(min_length=1)]  # a non-empty stri
 DTYPES = ("float32", "bfloat16", "float16")                         # gopd.strategy.DTYPES
 TOY_VARIANTS = ("full", "full_v1", "mini")                          # gopd.toy.build.RECIPES
 HINT_WEIGHTS = ("initial", "live", "ema")                           # gopd.teachers.hinted_teacher
+HINT_TEMPLATE_NAMES = ("opsd",)                                       # gopd.prompts.HINT_TEMPLATES
 PRESSURES = ("full", "positive", "negative", "flip_correct", "rlrt", "rlsd")  # gopd.objective.PRESSURES + REWEIGHTED
 LOGPROBS_MODES = ("processed_logprobs", "raw_logprobs")             # gopd.rollout.vllm.LOGPROBS_MODES
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps", "tpu", "hpu")  # Lightning's accelerator names
@@ -89,6 +90,20 @@ def _template(*placeholders: str, formatted: bool):
                 raise PydanticCustomError("template", "unknown placeholder") from None
         return text
     return AfterValidator(check)
+
+
+def _hint_template(text: str) -> str:
+    """teacher.hint_template: a ``HINT_TEMPLATE_NAMES`` name, or a template with ``{hint}`` and the
+    problem as ``{problem}`` (after data.problem_template) or ``{raw_problem}`` (the column as is)."""
+    if text in HINT_TEMPLATE_NAMES:
+        return text
+    if "{hint}" not in text or ("{problem}" not in text and "{raw_problem}" not in text):
+        raise PydanticCustomError("template", "placeholder missing")
+    try:
+        text.format(problem="", raw_problem="", hint="")
+    except (KeyError, IndexError, ValueError):
+        raise PydanticCustomError("template", "unknown placeholder") from None
+    return text
 
 
 def _devices(value):
@@ -153,9 +168,10 @@ class HintedTeacher(Keys):
     weights: Literal[HINT_WEIGHTS] = F("initial = frozen step-0 student | live = current weights | ema")
     ema_decay: Number = F("per-step decay of the EMA teacher (weights=ema only)", ge=0, lt=1)
     hint_field: Name = F("data column inserted into the teacher's prompt")
-    hint_template: Annotated[Str, _template("problem", "hint", formatted=True)] = F(
-        "how the hint joins the problem in the user turn",
-        valid="a string with {problem} and {hint} (other braces doubled)", invalid=("{problem} only", "{problem} {hint} {x}"))
+    hint_template: Annotated[Str, AfterValidator(_hint_template)] = F(
+        "how the hint joins the problem in the user turn: a template, or opsd (the OPSD repository's teacher turn)",
+        valid="opsd, or a string with {hint} and {problem} or {raw_problem} (other braces doubled)",
+        invalid=("{problem} only", "{problem} {hint} {x}", "{hint} alone"))
 
 
 class CheckpointTeacher(Keys):
