@@ -12,7 +12,7 @@ cd "$(dirname "$0")/.."
 PY=.venv/bin/python
 
 compare() {  # DIR -> results/readme/ (the AVX2 rerun is read on its own: the same arm and seed)
-  $PY gopd.tools.compare "$1"/main "$1"/opd "$1"/opsd_topk "$1"/alpha2_full --name readme --ignore trainer.max_steps --ignore save_final
+  $PY -m gopd.tools.compare --force "$1"/main "$1"/opd "$1"/opsd_topk "$1"/alpha2_full --name readme --ignore trainer.max_steps --ignore save_final
 }
 
 if [[ ${1:-} == compare ]]; then compare "$2"; exit 0; fi

@@ -429,7 +429,7 @@ def test_group_key_varying_within_one_name_is_an_arm_key_shown_on_one_line(estim
     # a teacher as the baseline sets all of the group: hinted's template is no slice key, each
     # estimator's arms are measured against rl_checkpoint (path toy://teacher) with that estimator
     out = compare(tmp_path, monkeypatch, estimators, "--baseline", "teacher=rl_checkpoint,teacher.path=toy://teacher",
-                  "--name", "est") / "est"
+                  "--name", "est", "--force") / "est"
     with open(out / "table.csv") as f:
         rows = {r["arm"]: r for r in csv.DictReader(f)}
     long_label = "teacher=hinted estimator=token teacher.hint_template={problem}\\n| Hint |\\nNot t…nudge: {hint}"
@@ -550,7 +550,7 @@ def test_bad_input_is_one_line_and_exit_2(sweep, tmp_path, args, message):
 def test_help_documents_every_flag():
     proc = cli(ROOT, "--help")
     assert proc.returncode == 0
-    for flag in ("--baseline", "--name", "--ignore", "--smooth"):
+    for flag in ("--baseline", "--name", "--force", "--ignore", "--smooth"):
         assert flag in proc.stdout
 
 
@@ -571,3 +571,18 @@ def test_table_names_the_world_and_the_code_of_its_runs(sweep, tmp_path, monkeyp
     with open(out / "runs.csv") as fh:
         runs = list(csv.DictReader(fh))
     assert {r["world"] for r in runs if r["status"] == "completed"} == {"full@a8cfa68ab716845c"}
+
+
+def test_an_earlier_comparison_is_never_replaced_without_force(sweep, tmp_path, monkeypatch, capsys):
+    first = compare(tmp_path, monkeypatch, sweep, "--name", "grid")
+    before = (first / "grid" / "table.md").read_bytes()
+    (first / "grid" / "note.txt").write_text("kept")
+    compare(tmp_path, monkeypatch, sweep, "--name", "grid")
+    out = capsys.readouterr().out
+    assert "results/grid/ already holds a comparison (--force replaces it): writing results/grid_2/" in out
+    assert (first / "grid_2" / "table.md").exists() and (first / "grid" / "table.md").read_bytes() == before
+    compare(tmp_path, monkeypatch, sweep, "--name", "grid")
+    assert (first / "grid_3" / "table.md").exists()
+    compare(tmp_path, monkeypatch, sweep, "--name", "grid", "--force")
+    assert "comparison in results/grid/" in capsys.readouterr().out and not (first / "grid_4").exists()
+    assert (first / "grid" / "note.txt").read_text() == "kept"  # --force replaces the comparison's own files only

@@ -11,14 +11,14 @@ PY=.venv/bin/python
 
 compare() {  # DIR: the study's sweeps -> results/<name>/
   local d=$1
-  $PY gopd.tools.compare "$d/estimators" --name full_v1/estimators --baseline estimator=token
-  $PY gopd.tools.compare "$d/pressure" --name full_v1/pressure --baseline pressure=full
-  $PY gopd.tools.compare "$d/pressure_alpha2" --name full_v1/pressure_alpha2 --baseline pressure=full
-  $PY gopd.tools.compare "$d/alpha_x_mix" --name full_v1/alpha_x_mix --baseline alpha=1,grpo_mix=0
-  $PY gopd.tools.compare "$d"/alpha_x_mix/*_alpha=1,grpo_mix=0,* "$d/grpo" --name full_v1/opd_vs_grpo --baseline grpo_mix=0
-  $PY gopd.tools.compare "$d/reference" "$d"/alpha_x_mix/*_alpha=1.25,grpo_mix=0,* --name full_v1/reference \
+  $PY -m gopd.tools.compare --force "$d/estimators" --name full_v1/estimators --baseline estimator=token
+  $PY -m gopd.tools.compare --force "$d/pressure" --name full_v1/pressure --baseline pressure=full
+  $PY -m gopd.tools.compare --force "$d/pressure_alpha2" --name full_v1/pressure_alpha2 --baseline pressure=full
+  $PY -m gopd.tools.compare --force "$d/alpha_x_mix" --name full_v1/alpha_x_mix --baseline alpha=1,grpo_mix=0
+  $PY -m gopd.tools.compare --force "$d"/alpha_x_mix/*_alpha=1,grpo_mix=0,* "$d/grpo" --name full_v1/opd_vs_grpo --baseline grpo_mix=0
+  $PY -m gopd.tools.compare --force "$d/reference" "$d"/alpha_x_mix/*_alpha=1.25,grpo_mix=0,* --name full_v1/reference \
     --baseline reference=student
-  $PY gopd.tools.compare "$d/experts" --name full_v1/experts \
+  $PY -m gopd.tools.compare --force "$d/experts" --name full_v1/experts \
     --baseline 'teacher.experts.add=toy://expert_add,teacher.experts.mul=toy://expert_mul'
 }
 

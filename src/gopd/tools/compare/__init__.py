@@ -37,7 +37,7 @@ from gopd.tools.compare.tables import (STEP_SECONDS, arm_stats, build, delta, ev
 __all__ = ["ARM_ORDER", "OUTPUTS", "POOLED", "STEP_SECONDS", "Arm", "Comparison", "InputError", "Run",
            "accuracy_plot", "accuracy_time_plot", "arm_keys", "arm_stats", "build", "console_table", "delta",
            "eval_times", "find_baselines", "find_run_dirs", "group_arms", "heatmap_plot", "interpolate_seeds",
-           "main", "markdown", "missing_jobs", "parse_baseline", "parser", "per_run", "read_run",
+           "main", "markdown", "missing_jobs", "output_dir", "parse_baseline", "parser", "per_run", "read_run",
            "response_len_plot", "runs_rows", "table_rows", "time_panels", "train_s", "train_seconds_before",
            "write", "write_csv"]
 
@@ -93,7 +93,10 @@ def parser() -> argparse.ArgumentParser:
                          "or one per combination of the other arm keys (each arm is then measured against "
                          "the one sharing its other keys, e.g. estimator=token with two teachers)")
     ap.add_argument("--name", help="output folder results/<name>/ (default: the runs' common `experiment`, "
-                                   "else 'compare'); its earlier table and plots are replaced")
+                                   "else 'compare')")
+    ap.add_argument("--force", action="store_true",
+                    help="replace the table and plots in results/<name>/ if it holds some; without it a "
+                         "comparison never overwrites one and goes to the first free results/<name>_2, _3, ...")
     ap.add_argument("--ignore", action="append", default=[], metavar="KEY",
                     help="also pool runs over this config key (or group, e.g. checkpoint); repeatable. "
                          "Always pooled: seed, experiment, logger.*, paths.*")
@@ -101,6 +104,18 @@ def parser() -> argparse.ArgumentParser:
                     help="rolling mean over N steps for the per-step train/response_len curves "
                          "(default 10; 1 = raw). Held-out curves are never smoothed")
     return ap
+
+
+def output_dir(root: Path, name: str, force: bool) -> Path:
+    """``root/name``, unless it already holds a comparison and ``force`` is off: then the first free
+    ``root/name_<i>`` (i = 2, 3, ...), so committed results are never replaced by accident."""
+    out = root / name
+    if force or not (out / "table.md").exists():
+        return out
+    i = 2
+    while (root / f"{name}_{i}").exists():
+        i += 1
+    return root / f"{name}_{i}"
 
 
 def default_name(runs: list[Run]) -> str:
@@ -118,7 +133,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {escape(str(e))}", file=sys.stderr)
         return 2
     name = args.name or default_name(c.runs)
-    out = Path("results") / name
+    out = output_dir(Path("results"), name, args.force)
+    if out.name != name:
+        print(f"results/{name}/ already holds a comparison (--force replaces it): writing {out}/ instead")
     command = "python -m gopd.tools.compare " + shlex.join(sys.argv[1:] if argv is None else argv)
     rows = table_rows(c)
     written = write(c, rows, out, f"Comparison: {name}", command, args.smooth)
@@ -128,4 +145,5 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{len(left_out)} run(s) not in the numbers (failed, missing or unreadable): "
               f"listed in {out / 'table.md'}")
     print(f"wrote {', '.join(str(p) for p in written)}")
+    print(f"comparison in {out}/")
     return 0
