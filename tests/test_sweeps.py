@@ -238,12 +238,51 @@ def test_alpha_x_mix_grid_runs_on_slurm(slurm_env, toy_world_mini, tmp_path):
     assert (sweep_dir / "index.csv").exists()
 
 
+def _jobs(slurm_env) -> set[str]:
+    out = subprocess.run(["sacct", "-n", "-X", "-P", "-o", "JobID", "-S", "now-1days"], env={**os.environ, **slurm_env},
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    return set(out.stdout.split())
+
+
+@pytest.mark.slow
+def test_a_sweep_with_an_invalid_arm_submits_nothing(slurm_env, toy_world_mini, tmp_path):
+    """Every arm is checked before the launcher sees one (gopd.sweeping): no queue wait per mistake."""
+    before = _jobs(slurm_env)
+    out, sweep_dir = run_sweep(tmp_path, slurm_env, ["+sweep=reference", "alpha=2", "reference.path=null"])
+    assert out.returncode == 2, out.stderr[-2000:]
+    errors = [line for line in out.stderr.splitlines() if line.startswith("error:")]
+    assert errors == [f"error: arm 2 (reference=pre_rl alpha=2 reference.path=null {' '.join(MINI)}): reference.path "
+                      "is required for reference=pre_rl (the teacher's pre-RL base checkpoint); nothing was launched"]
+    assert "Traceback" not in out.stderr and not sweep_dir.exists()
+    assert _jobs(slurm_env) == before  # nothing reached the queue
+
+
+def test_a_sweep_file_without_multirun_is_a_one_line_error(tmp_path):
+    out = subprocess.run([sys.executable, "src/train.py", "+sweep=alpha_x_mix", f"hydra.run.dir={tmp_path}/run"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2 and out.stderr.strip().splitlines() == [
+        "error: +sweep=... is a grid: add -m (python src/train.py -m +sweep=...); without it one default arm would "
+        "run here"]
+    assert not (tmp_path / "run").exists()
+
+
+def test_arms_script_marks_the_arms_that_fail_the_checks():
+    out = subprocess.run([sys.executable, "sweeps/arms.py", "+sweep=reference", "alpha=2", "reference.path=null"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and "3 arms, 1 failing the checks" in out.stderr
+    lines = out.stdout.splitlines()
+    assert "error:" not in lines[0] and lines[2].endswith("error: reference.path is required for reference=pre_rl "
+                                                          "(the teacher's pre-RL base checkpoint)")
+
+
 @pytest.mark.slow
 def test_an_invalid_arm_fails_alone_and_is_recorded(slurm_env, toy_world_mini, tmp_path):
-    # reference sweep at alpha=2 without the pre-RL path: the pre_rl arm is invalid, the others run
-    out, sweep_dir = run_sweep(tmp_path, slurm_env, ["+sweep=reference", "alpha=2", "reference.path=null"])
+    # a pre-RL path that does not exist passes the config checks (they read no files) and fails in its
+    # own job: the other arms run
+    out, sweep_dir = run_sweep(tmp_path, slurm_env, ["+sweep=reference", "alpha=2", "reference.path=/no/such/ckpt"])
     assert out.returncode != 0  # the driver reports the failure after every arm has finished
-    assert "reference.path is required" in out.stderr
+    assert "reference.path: no checkpoint at" in out.stderr
     runs = run_dirs(sweep_dir)
     assert len(runs) == 3
     status = {}
@@ -251,7 +290,7 @@ def test_an_invalid_arm_fails_alone_and_is_recorded(slurm_env, toy_world_mini, t
         cfg = yaml.safe_load((run / ".hydra" / "config.yaml").read_text())
         status[cfg["reference"]["name"]] = json.loads((run / "summary.json").read_text())
     assert status["student"]["status"] == "completed" and status["teacher"]["status"] == "completed"
-    assert status["pre_rl"]["status"] == "failed" and "reference.path is required" in status["pre_rl"]["error"]
+    assert status["pre_rl"]["status"] == "failed" and "reference.path: no checkpoint at" in status["pre_rl"]["error"]
     index = subprocess.run([sys.executable, "sweeps/index.py", str(sweep_dir), "--json"], cwd=ROOT,
                            env={**os.environ, **slurm_env}, capture_output=True, text=True, timeout=60)
     assert index.returncode == 1  # non-zero: an arm failed

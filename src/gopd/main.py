@@ -4,6 +4,7 @@
     gopd-train --help                                        # the config groups and their options
 """
 
+import sys
 from pathlib import Path
 
 import hydra
@@ -13,13 +14,27 @@ from hydra.types import RunMode
 CONF = Path(__file__).resolve().parents[2] / "conf"  # the checkout's conf/ (the package is installed editable)
 
 
+def refuse_grid_without_multirun(argv: list[str]) -> None:
+    """``+sweep=...`` without ``-m`` would run one default arm (on a login node, with a cluster
+    profile): one line and exit 2, before Hydra writes a run directory."""
+    if any(a.startswith("+sweep=") for a in argv) and not {"-m", "--multirun"} & set(argv):
+        print("error: +sweep=... is a grid: add -m (python src/train.py -m +sweep=...); without it one default "
+              "arm would run here", file=sys.stderr)
+        sys.exit(2)
+
+
 @hydra.main(version_base="1.3", config_path=str(CONF), config_name="train")
-def main(cfg) -> None:
+def _hydra_main(cfg) -> None:
     from gopd.run import run  # heavy imports (torch, lightning) only once a job really runs
 
     hc = HydraConfig.get()
     run_name = hc.job.override_dirname or "default"
     run(cfg, Path(hc.runtime.output_dir), run_name, multirun=hc.mode == RunMode.MULTIRUN)
+
+
+def main() -> None:
+    refuse_grid_without_multirun(sys.argv[1:])
+    _hydra_main()
 
 
 if __name__ == "__main__":
