@@ -31,3 +31,13 @@ def test_entry_point_and_script_compose_the_same_job():
 def test_console_script_targets_exist(name):
     module, _, attr = SCRIPTS[name].partition(":")
     assert callable(getattr(importlib.import_module(module), attr))
+
+
+def test_arm_label_drops_what_never_makes_an_arm():
+    from gopd.runlog import arm_label
+
+    overrides = ["pressure=rlrt", "alpha=2", "seed=1", "+sweep=pressure", "+cluster=local", "logger.progress=false",
+                 "logger.wandb.mode=offline", "save_final=false", "checkpoint.every_n_steps=0", "experiment=x",
+                 "teacher.hint_field=hint_soft", "hydra.sweep.dir=/tmp/x", "seeds=3"]
+    assert arm_label(overrides) == "alpha=2,pressure=rlrt,seeds=3,teacher.hint_field=hint_soft"
+    assert arm_label([]) == ""

@@ -224,7 +224,10 @@ def test_alpha_x_mix_grid_runs_on_slurm(slurm_env, toy_world_mini, tmp_path):
             assert [r["step"] for r in csv.DictReader(f)] == ["0", "1", "2"]
         wb = wandb_run_record(run)
         assert wb.run_group == "alpha_x_mix"  # one W&B group for the sweep ...
-        assert wb.job_type == arm and wb.display_name == arm  # ... the arm as job type and name
+        # ... the arm as job type (seeds pool there: no seed, logger, sweep or cluster key), with its seed as name
+        assert f"alpha={cfg['alpha']}" in wb.job_type and f"grpo_mix={cfg['grpo_mix']}" in wb.job_type
+        assert not re.search(r"(^|,)(seed|logger\.|\+?sweep|\+?cluster)", wb.job_type), wb.job_type
+        assert wb.display_name == f"{wb.job_type},seed={cfg['seed']}"
         assert f"alpha={cfg['alpha']}" in wb.tags and f"grpo_mix={cfg['grpo_mix']}" in wb.tags
     assert grid == {(1, 0), (1, 0.5), (2, 0), (2, 0.5)}
     assert len({j.split("_")[0] for j in job_ids}) == 1  # one SLURM job array

@@ -121,7 +121,7 @@ def test_outputs_metrics_summary_and_wandb_offline(toy_world_mini, tmp_path, mon
     monkeypatch.setenv("WANDB_DIR", str(tmp_path))
     cfg = compose_cfg(["alpha=2", "grpo_mix=0.5", "logger.wandb.mode=offline", "eval.every_n_steps=1",
                        "traces.every_n_steps=1"])
-    summary = run(cfg, tmp_path, "outputs")
+    summary = run(cfg, tmp_path, "outputs", arm="alpha=2,grpo_mix=0.5")
     assert sorted(p.name for p in (tmp_path / "traces").glob("step-*.jsonl")) == ["step-000000.jsonl",
                                                                                   "step-000001.jsonl"]
     header = read_metrics(tmp_path)[0].keys()
@@ -136,6 +136,11 @@ def test_outputs_metrics_summary_and_wandb_offline(toy_world_mini, tmp_path, mon
     assert on_disk["code"] is None or re.fullmatch(r"[0-9a-f]{12}(\+dirty)?", on_disk["code"])
     runs = list((tmp_path / "wandb").glob("offline-run-*/run-*.wandb"))
     assert len(runs) == 1 and runs[0].stat().st_size > 0
+    from test_sweeps import wandb_run_record
+
+    wb = wandb_run_record(tmp_path)  # a single run is named and tagged as a sweep's arm is
+    assert (wb.job_type, wb.display_name) == ("alpha=2,grpo_mix=0.5", "alpha=2,grpo_mix=0.5,seed=0")
+    assert {"alpha=2", "grpo_mix=0.5", "pressure=full", "teacher=hinted", "estimator=token", "seed=0"} <= set(wb.tags)
 
 
 # ---------------------------------------------------------------------- validation, as a user sees it

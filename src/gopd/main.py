@@ -28,8 +28,11 @@ def _hydra_main(cfg) -> None:
     from gopd.run import run  # heavy imports (torch, lightning) only once a job really runs
 
     hc = HydraConfig.get()
+    from gopd.runlog import arm_label
+
     run_name = hc.job.override_dirname or "default"
-    run(cfg, Path(hc.runtime.output_dir), run_name, multirun=hc.mode == RunMode.MULTIRUN)
+    run(cfg, Path(hc.runtime.output_dir), run_name, arm=arm_label(hc.overrides.task),
+        multirun=hc.mode == RunMode.MULTIRUN)
 
 
 def main() -> None:

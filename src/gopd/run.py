@@ -42,7 +42,7 @@ def _completed(run_dir: Path) -> dict | None:
     return None
 
 
-def run(cfg, run_dir: Path, run_name: str, *, multirun: bool = False) -> dict:
+def run(cfg, run_dir: Path, run_name: str, *, multirun: bool = False, arm: str | None = None) -> dict:
     """Validate (one-line error, exit 2, nothing written), then train and write summary.json."""
     from gopd.callbacks import NonFiniteError
     from gopd.runlog import write_summary
@@ -66,7 +66,7 @@ def run(cfg, run_dir: Path, run_name: str, *, multirun: bool = False) -> dict:
         sys.exit(EXIT_CONFIG)
     for w in warnings:
         log.warning(w)
-    session = Session(cfg, resources, run_dir, run_name, as_given=as_given)
+    session = Session(cfg, resources, run_dir, run_name, as_given=as_given, arm=arm)
     summary: dict = {"status": "failed", "steps": 0}
     try:
         summary = session.fit()
@@ -100,8 +100,9 @@ def resolve_paths(cfg):
 class Session:
     """One training segment of a run: everything built from the config, then ``fit``."""
 
-    def __init__(self, cfg, res, run_dir: Path, run_name: str, *, as_given=None):
+    def __init__(self, cfg, res, run_dir: Path, run_name: str, *, as_given=None, arm: str | None = None):
         self.cfg, self.res, self.run_dir, self.run_name = cfg, res, run_dir, run_name
+        self.arm = arm  # W&B's job_type (runlog.arm_label); None: the run name
         self.as_given = as_given if as_given is not None else cfg
         self.start = time.perf_counter()
         self.module = self.trainer = None
@@ -123,7 +124,7 @@ class Session:
         self.models_loaded = 1 + len(pool)
         resume = self._resume(checkpoint.latest(run_dir))
         loggers = build_loggers(cfg.logger, run_dir=run_dir, run_name=self.run_name, resume=resume,
-                                config=_plain(self.as_given))
+                                config=_plain(self.as_given), arm=self.arm)
         callbacks = build_callbacks(cfg, started_at=self.start)
         self.trainer = trainer = L.Trainer(**trainer_args(cfg, run_dir), logger=loggers, callbacks=callbacks)
         # The loader draws its base seed from its own generator, not the global one a resume restores.

@@ -68,9 +68,28 @@ def _plain(v):
     return "" if isinstance(v, float) and math.isnan(v) else v
 
 
+# Overrides that never make an arm (W&B's job_type, and the arm in its run name): the seed, where
+# the run is filed, and what only changes its bookkeeping.
+INCIDENTAL = ("seed", "experiment", "save_final", "logger", "checkpoint", "traces", "hydra", "sweep", "cluster")
+
+
+def arm_label(overrides) -> str:
+    """The arm of a run, from its command-line overrides (``key=value``, sorted, comma-joined as
+    Hydra's ``override_dirname``) without the ``INCIDENTAL`` keys and their sub-keys."""
+    def key(o: str) -> str:
+        return o.split("=", 1)[0].lstrip("+~")
+
+    kept = [o for o in overrides if not any(key(o) == k or key(o).startswith(k + ".") for k in INCIDENTAL)]
+    return ",".join(sorted(kept))
+
+
 def wandb_logger(*, mode: str, project: str, entity: str | None = None, tags=(), group: str | None = None,
-                 config: dict | None = None, run_dir: Path, run_name: str, resume: dict | None = None):
+                 config: dict | None = None, run_dir: Path, run_name: str, resume: dict | None = None,
+                 arm: str | None = None):
     """Lightning's W&B logger (``logger.wandb``); offline unless ``mode=online``, None if disabled.
+
+    ``job_type`` is the arm (``arm_label``: W&B pools its seeds), the run's ``name`` the arm with
+    its seed, ``group`` the experiment.
 
     The key comes only from the environment (``WANDB_API_KEY``) and is never written anywhere
     by this project. An online run that cannot start (no key, no network) falls back to offline
@@ -79,7 +98,10 @@ def wandb_logger(*, mode: str, project: str, entity: str | None = None, tags=(),
     if mode == "disabled":
         return None
     os.environ.setdefault("WANDB_SILENT", "true")
-    kw = dict(project=project, entity=entity, group=group, name=run_name, job_type=run_name, tags=list(tags),
+    arm = run_name if arm is None else (arm or "default")
+    seed = (config or {}).get("seed")
+    name = arm if seed is None else f"{arm},seed={seed}"
+    kw = dict(project=project, entity=entity, group=group, name=name, job_type=arm, tags=list(tags),
               save_dir=str(run_dir), config=config, resume="allow", id=(resume or {}).get("wandb_id"))
     logger = _wandb(mode, kw)
     if mode == "online":
