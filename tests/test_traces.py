@@ -97,11 +97,11 @@ def test_html_shows_every_token_with_its_values(step):
                            card, flags=re.S)
         assert [int(i) for i, *_ in spans] == list(range(len(rec["ids"])))
         for t, (_, colour, title, body) in enumerate(spans):
-            assert html.unescape(body) == rec["pieces"][t]
+            assert html.unescape(body) == trace_tool.visible(rec["pieces"][t])
             assert f"delta={rec['delta'][t]:+.3f}" in html.unescape(title)
             assert f"A={rec['A'][t]:+.3f}" in html.unescape(title) and f"s={rec['s'][t]:+.3f}" in html.unescape(title)
-            d = rec["delta"][t]
-            assert colour.startswith("rgba(22,163,74" if d > 0 else "rgba(220,38,38" if d < 0 else "transparent")
+            a = rec["A"][t]  # coloured by the advantage applied, not the raw delta
+            assert colour.startswith("rgba(22,163,74" if a > 0 else "rgba(220,38,38" if a < 0 else "transparent")
 
 
 def test_html_escapes_pieces_and_prompts():
@@ -111,6 +111,18 @@ def test_html_escapes_pieces_and_prompts():
     page = trace_tool.render_html([rec])
     assert "<script>" not in page and "<x>" not in page and "a & b" not in page and "'&\"" not in page
     assert ">&lt;b&gt;</span>" in page and ">&#x27;&amp;&quot;</span>" in page
+
+
+def test_positive_pressure_leaves_the_zeroed_tokens_uncoloured_and_control_characters_show():
+    rec = {"step": 0, "rollout": 0, "row_id": "r", "prompt": "p", "hint": None, "answer": "1", "reward": 0.0,
+           "alpha": 1.0, "pressure": "positive", "ids": [1, 2, 3], "pieces": ["a", "\x0b", "c\n"],
+           "s": None, "q": None, "r": None, "delta": [0.5, -1.0, -0.2], "A": [0.5, 0.0, 0.0], "opd": None}
+    page = trace_tool.render_html([rec])
+    colours = re.findall(r"style='background:([^']*)'", page.split("<div class='toks'>")[1])
+    assert colours[0].startswith("rgba(22,163,74") and colours[1:] == ["transparent", "transparent"]
+    assert "pushed up" in page and "pushed down" in page and "the advantage applied" in page
+    assert ">\\x0b</span>" in page and ">c\n</span>" in page  # the vertical tab shown as an escape, newline kept
+    assert "teacher wants it less" in trace_tool.render_html([rec], by="delta")
 
 
 def test_top_tokens_are_sorted_with_their_context():

@@ -194,19 +194,34 @@ def token_title(rec: Mapping, t: int) -> str:
     return " ".join(f"{name}={_fmt(rec[name][t] if rec.get(name) is not None else None)}" for name in SIGNALS)
 
 
-def render_html(records: Sequence[Mapping], *, by: str = "delta", scale: float | None = None,
+LEGENDS = {  # what green / red mean for each colouring signal
+    "A": ("the advantage applied (after the pressure mode and the GRPO mix)", "pushed up", "pushed down"),
+    "delta": ("the teacher's raw signal delta, before the pressure mode (a zeroed sign was not applied)",
+              "teacher wants it more", "teacher wants it less"),
+    "opd": ("the OPD signal", "positive", "negative"),
+}
+
+
+def visible(piece: str) -> str:
+    """A token's text with control characters (other than newline and tab) as escapes, e.g. ``\\x0b``."""
+    return "".join(f"\\x{ord(c):02x}" if ord(c) < 32 and c not in "\n\t" or ord(c) == 127 else c for c in piece)
+
+
+def render_html(records: Sequence[Mapping], *, by: str = "A", scale: float | None = None,
                 title: str = "gopd traces") -> str:
-    """A self-contained HTML page: one card per rollout, tokens coloured by ``by`` (green
-    positive, red negative, intensity by magnitude up to ``scale``), numbers on hover."""
+    """A self-contained HTML page: one card per rollout, tokens coloured by ``by`` (default ``A``,
+    the advantage the loss applied; green positive, red negative, intensity by magnitude up to
+    ``scale``), every signal on hover."""
     if by not in SIGNALS:
         raise ValueError(f"by must be one of {', '.join(SIGNALS)}, got {by!r}")
     scale = scale or colour_scale(records, by)
     e = html.escape
+    what, up, down = LEGENDS.get(by, (by, "positive", "negative"))
     parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{e(title)}</title>",
              f"<style>{_CSS}</style></head><body>", f"<h1>{e(title)}</h1>",
-             f"<p class='legend'>Colour: <b>{e(by)}</b> per token; "
-             f"<span style='background:{_colour(1, 1)}'>positive pressure</span> "
-             f"<span style='background:{_colour(-1, 1)}'>negative pressure</span>, full intensity at "
+             f"<p class='legend'>Colour: <b>{e(by)}</b>, {e(what)}; "
+             f"<span style='background:{_colour(1, 1)}'>{e(up)}</span> "
+             f"<span style='background:{_colour(-1, 1)}'>{e(down)}</span>, no colour: 0, full intensity at "
              f"|{e(by)}| &ge; {scale:.3f}. Hover a token for s, q, r, delta, A (and opd).</p>"]
     for rec in records:
         vals = rec.get(by)
@@ -227,7 +242,7 @@ def render_html(records: Sequence[Mapping], *, by: str = "delta", scale: float |
         for t, piece in enumerate(rec["pieces"]):
             v = vals[t] if vals is not None else None
             spans.append(f"<span class='t' data-i='{t}' style='background:{_colour(v, scale)}' "
-                         f"title='{e(token_title(rec, t), quote=True)}'>{e(piece)}</span>")
+                         f"title='{e(token_title(rec, t), quote=True)}'>{e(visible(piece))}</span>")
         parts.append("<div class='toks'>" + "".join(spans) + "</div></div>")
     parts.append("</body></html>")
     return "".join(parts)
@@ -282,7 +297,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("path", help="a trace file, a traces/ directory or a run directory")
     common.add_argument("--steps", type=int, nargs="*", help="only these steps (default: all)")
-    common.add_argument("--by", default="delta", choices=SIGNALS, help="signal that colours / ranks tokens (default delta)")
+    common.add_argument("--by", default=None, choices=SIGNALS,
+                        help="signal that colours (render; default A, the advantage applied) or ranks (top; default "
+                             "delta) the tokens")
     p = sub.add_parser("render", parents=[common], help="write an HTML page of coloured tokens")
     p.add_argument("-o", "--out", help="output HTML (default: <traces dir>/traces.html or <file>.html)")
     p.add_argument("--scale", type=float, help="|value| of full colour intensity (default: 95th percentile)")
@@ -309,13 +326,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         files = trace_files(args.path)
         out = Path(args.out) if args.out else (files[0].with_suffix(".html") if Path(args.path).is_file()
                                                else files[0].parent / "traces.html")
-        out.write_text(render_html(records, by=args.by, scale=args.scale, title=f"gopd traces: {args.path}"))
+        out.write_text(render_html(records, by=args.by or "A", scale=args.scale, title=f"gopd traces: {args.path}"))
         print(f"wrote {out} ({len(records)} rollouts, {sum(len(r['ids']) for r in records)} tokens)")
         if args.k:
-            _print_top(top_tokens(records, args.k, by=args.by), args.by)
+            _print_top(top_tokens(records, args.k, by=args.by or "delta"), args.by or "delta")
         return 0
     if args.cmd == "top":
-        _print_top(top_tokens(records, args.k, by=args.by, negative=args.negative, context=args.context), args.by)
+        by = args.by or "delta"
+        _print_top(top_tokens(records, args.k, by=by, negative=args.negative, context=args.context), by)
         return 0
     import transformers
 
