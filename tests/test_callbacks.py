@@ -34,11 +34,12 @@ def metrics(run_dir: Path) -> list[dict]:
 def test_default_callbacks_in_the_order_they_act(tmp_path):
     cfg = compose_cfg()
     kinds = [type(cb).__name__ for cb in build_callbacks(cfg)]
-    assert kinds == ["Bookkeeping", "Evaluation", "Checkpointing", "RichProgressBar"]
+    assert kinds == ["Bookkeeping", "Evaluation", "Checkpointing", "StepProgress"]
     cfg = compose_cfg("logger.progress=false", "callbacks.evaluation=null", "eval.every_n_steps=7",
-                      "optim.max_consecutive_skips=4", "checkpoint.every_n_steps=9")
+                      "optim.max_consecutive_skips=4", "checkpoint.every_n_steps=9", "callbacks.progress=null")
     built = build_callbacks(cfg, started_at=0.0)
-    assert [type(cb) for cb in built] == [Bookkeeping, Checkpointing]  # no bar without logger.progress
+    assert [type(cb) for cb in built] == [Bookkeeping, Checkpointing]
+    assert build_callbacks(compose_cfg("logger.progress=false"))[-1].bar is False  # the lines stay, the bar goes
     assert built[0].max_consecutive_skips == 4 and built[0].start == 0.0 and built[1].every == 9
     assert Evaluation(**{"every_n_steps": 7}).every == 7
 
@@ -113,7 +114,7 @@ class _Module:
 
 def _step(book: Bookkeeping, trainer, step: int, bad: str | None = None) -> None:
     record = StepRecord(step, {"train/reward": 0.5, "loss": 1.0, "train/lr": 1e-4, "x/extra": 2.0}, tokens=10,
-                        all_tokens=10, seconds=0.5, non_finite=bad, progress={"reward": 0.5})
+                        all_tokens=10, seconds=0.5, non_finite=bad)
     book.on_train_batch_end(trainer, _Module(), {"record": record}, None, step)
 
 

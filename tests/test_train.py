@@ -181,6 +181,22 @@ def test_validation_errors_are_one_line_and_write_nothing(tmp_path, toy_world_mi
     assert not {"metrics.csv", "summary.json", "wandb"} & set(written), written
 
 
+@pytest.mark.slow
+def test_a_run_prints_progress_lines_and_an_end_block_once(tmp_path, toy_world_mini):
+    proc = train_cli(tmp_path, "trainer.max_steps=3", "logger.wandb.mode=offline", "callbacks.progress.every_n_steps=1")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = proc.stdout + proc.stderr
+    for noise in ("litlogger", "anonymous setting", "LeafSpec", "`srun` command", "INFO: "):
+        assert noise not in out, noise  # third-party noise silenced, and no second copy of Lightning's lines
+    assert out.count("GPU available") == 1
+    assert [line.split(" - ", 1)[1].split(" |")[0] for line in out.splitlines() if "] - step " in line] == [
+        "step 1/3 (33%)", "step 2/3 (67%)", "step 3/3 (100%)"]
+    assert "run completed: 3 steps in " in out and "held-out accuracy " in out and f"run directory: {tmp_path}" in out
+    assert f"W&B (offline): wandb sync {tmp_path}/wandb/offline-run-*" in out
+    log = (tmp_path / "train.log").read_text()
+    assert "step 3/3 (100%)" in log and "run completed" in log and "\x1b[" not in log  # the whole run, no ANSI codes
+
+
 def test_vocabulary_mismatch_is_a_start_up_error(tmp_path, toy_world_mini):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 

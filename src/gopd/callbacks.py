@@ -12,7 +12,7 @@ import logging
 import math
 import signal
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import lightning as L
@@ -46,7 +46,6 @@ class StepRecord:
     all_tokens: int               # completion tokens all ranks sampled
     seconds: float                # time inside the step
     non_finite: str | None = None  # what was non-finite when the update was skipped
-    progress: dict = field(default_factory=dict)  # shown on the progress bar
 
 
 def bookkeeping(trainer) -> "Bookkeeping":
@@ -73,6 +72,7 @@ class Bookkeeping(L.Callback):
         self.last_non_finite: str | None = None
         self.last_step = -1
         self.summary: dict = {}          # initial / final evaluation, teacher accuracy
+        self.last_evaluation: tuple[int, float] | None = None  # (step, held-out accuracy) of the latest evaluation
         self.wall_before = 0.0           # wall time of earlier segments of a resumed run
         self.start = time.perf_counter() if started_at is None else started_at  # the run's start, models' loading included
 
@@ -115,8 +115,6 @@ class Bookkeeping(L.Callback):
         metrics |= record.metrics
         if self._log_due(trainer, record.step):  # the same on every rank: they reduce together
             emit(trainer, reduce_metrics(metrics, record.tokens), record.step)
-        progress = {**record.progress, "eval_acc": self.summary.get("eval/accuracy_final", math.nan)}
-        module.log_dict(progress, prog_bar=True, logger=False, batch_size=1)
 
     @staticmethod
     def _log_due(trainer, step: int) -> bool:
@@ -137,6 +135,7 @@ class Bookkeeping(L.Callback):
         from gopd.evaluate import gap_closed
 
         metrics = {f"eval/{k}": v for k, v in student.items()}
+        self.last_evaluation = (step, student["accuracy"])
         if teacher is not None:
             metrics.update({f"teacher/{k}": v for k, v in teacher.items()})
             self.summary["teacher/accuracy"] = teacher["accuracy"]

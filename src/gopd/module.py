@@ -150,7 +150,7 @@ class GOPDModule(L.LightningModule):
             "perf/tokens_per_s": n_tok / max(clock.seconds, 1e-9),
         }
         metrics.update(step.diagnostics)
-        record = StepRecord(self.batches, metrics, n_tok, n_all, clock.seconds, bad, {"reward": metrics["train/reward"]})
+        record = StepRecord(self.batches, metrics, n_tok, n_all, clock.seconds, bad)
         self.batches += 1
         if self.batches >= self.max_steps:
             self.trainer.should_stop = True

@@ -24,13 +24,30 @@ def _identity(x):
 
 
 def _quiet_libraries() -> None:
-    """Per-file progress bars of datasets/transformers drown the run's own progress bar."""
+    """One copy of each log line, and no third-party noise that says nothing about this run."""
+    import warnings
+
     import datasets
+    import lightning.pytorch  # noqa: F401 - its loggers exist once imported
     import transformers
 
+    # Per-file progress bars of datasets/transformers drown the run's own progress.
     datasets.disable_progress_bars()
     transformers.utils.logging.disable_progress_bar()
     transformers.utils.logging.set_verbosity_warning()
+    # Lightning gives its loggers console handlers of their own; the root handler (Hydra's: the
+    # console and train.log) already writes every record, so each INFO line showed twice.
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
+        lg = logging.getLogger(name)
+        for handler in [h for h in lg.handlers if type(h) is logging.StreamHandler]:
+            lg.removeHandler(handler)
+        lg.propagate = True
+    # The litlogger advertisement Lightning prints on every Trainer.
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(lambda r: "litlogger" not in r.getMessage())
+    # Lightning's pytree shim warns about a torch deprecation on every run: nothing a user can act on.
+    warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
+    # gopd's ranks do not need srun on a SLURM machine (submitit runs them; one local process is fine).
+    warnings.filterwarnings("ignore", message="The `srun` command is available on your system but is not used")
 
 
 def _completed(run_dir: Path) -> dict | None:
@@ -82,6 +99,11 @@ def run(cfg, run_dir: Path, run_name: str, *, multirun: bool = False, arm: str |
         raise
     finally:
         write_summary(run_dir, summary)
+    if session.trainer is None or session.trainer.is_global_zero:
+        from gopd.progress import end_block
+
+        for line in end_block(summary, run_dir):
+            log.info(line)
     session.forward_signal()
     return summary
 
@@ -271,9 +293,9 @@ def trainer_args(cfg, run_dir: Path) -> dict:
     args = OmegaConf.to_container(cfg.trainer, resolve=True)
     args.pop("max_steps")  # counted by the module, which also counts resumed steps
     args["strategy"] = build_strategy(args.get("strategy", "auto"))  # trainer=ddp|fsdp
-    progress = bool(cfg.logger.progress)
     return {**args, "max_steps": -1, "max_epochs": -1, "enable_checkpointing": False, "enable_model_summary": False,
-            "enable_progress_bar": progress, "num_sanity_val_steps": 0, "default_root_dir": str(run_dir)}
+            "enable_progress_bar": False, "num_sanity_val_steps": 0,  # progress in steps: callbacks.progress
+            "default_root_dir": str(run_dir)}
 
 
 def instantiate(spec, **runtime):
@@ -297,14 +319,8 @@ def build_loggers(spec, **runtime) -> list:
 
 
 def build_callbacks(cfg, **runtime) -> list:
-    """The ``callbacks`` group in its order (bookkeeping, evaluation, checkpointing, ...); the
-    progress bar only with ``logger.progress``."""
-    out = []
-    for name, node in cfg.callbacks.items():
-        if node is None or (name == "progress_bar" and not cfg.logger.progress):
-            continue
-        out.append(instantiate(node, **runtime))
-    return out
+    """The ``callbacks`` group in its order (bookkeeping, evaluation, checkpointing, progress, ...)."""
+    return [instantiate(node, **runtime) for node in cfg.callbacks.values() if node is not None]
 
 
 def _components(spec) -> list:

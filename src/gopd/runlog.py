@@ -120,7 +120,9 @@ def wandb_logger(*, mode: str, project: str, entity: str | None = None, tags=(),
 def _wandb(mode: str, kw: dict):
     from lightning.pytorch.loggers import WandbLogger
 
-    return WandbLogger(mode=mode, **kw)
+    logger = WandbLogger(mode=mode, **kw)
+    logger._wandb_init.pop("anonymous", None)  # Lightning always passes it; wandb warns that it has no effect
+    return logger
 
 
 def loggers_state(loggers) -> dict:

@@ -373,15 +373,17 @@ class EveryN(Component):
     every_n_steps: Int = F("the period in steps; 0 = only at the start / end", ge=0)
 
 
-class ProgressBar(Component):
-    leave: Bool = F("keep the bar on screen when the run ends", True)
+class Progress(Component):
+    every_n_steps: Optional[Annotated[Int, Field(ge=1)]] = F("log a progress line every N steps; null = every 5% of "
+                                                             "the run", None)
+    bar: Bool = F("the live bar, on a terminal only", True)
 
 
 class Callbacks(Components):
     bookkeeping: BookkeepingCallback = F("counters, the run summary, metrics to the loggers")
     evaluation: Optional[EveryN] = F("held-out greedy evaluation at the start, every N steps and at the end", None)
     checkpointing: EveryN = F("resumable checkpoints every N steps, at the end and on stop signals")
-    progress_bar: Optional[ProgressBar] = F("the rich progress bar (shown when logger.progress)", None)
+    progress: Optional[Progress] = F("progress lines in the log, and a live bar on a terminal", None)
 
 
 # ------------------------------------------------------------------------------------- train.yaml
