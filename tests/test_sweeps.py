@@ -252,11 +252,13 @@ def _jobs(slurm_env) -> set[str]:
 def test_a_sweep_with_an_invalid_arm_submits_nothing(slurm_env, toy_world_mini, tmp_path):
     """Every arm is checked before the launcher sees one (gopd.sweeping): no queue wait per mistake."""
     before = _jobs(slurm_env)
-    out, sweep_dir = run_sweep(tmp_path, slurm_env, ["+sweep=reference", "alpha=2", "reference.path=null"])
+    out, sweep_dir = run_sweep(tmp_path, slurm_env, ["+sweep=pressure", "teacher=hinted", "rollout.n=1"])
     assert out.returncode == 2, out.stderr[-2000:]
     errors = [line for line in out.stderr.splitlines() if line.startswith("error:")]
-    assert errors == [f"error: arm 2 (reference=pre_rl alpha=2 reference.path=null {' '.join(MINI)}): reference.path "
-                      "is required for reference=pre_rl (the teacher's pre-RL base checkpoint); nothing was launched"]
+    assert errors == [f"error: arm 3 (pressure=rlrt teacher=hinted rollout.n=1 {' '.join(MINI)}): rollout.n must be "
+                      ">= 2 for pressure=rlrt (it reweights GRPO's group-normalised advantage), got 1: e.g. rollout.n=4 "
+                      "rollout.prompts_per_step=8 (2 of 5 arms fail the checks; sweeps/arms.py lists them); "
+                      "nothing was launched"]
     assert "Traceback" not in out.stderr and not sweep_dir.exists()
     assert _jobs(slurm_env) == before  # nothing reached the queue
 
@@ -271,12 +273,13 @@ def test_a_sweep_file_without_multirun_is_a_one_line_error(tmp_path):
 
 
 def test_arms_script_marks_the_arms_that_fail_the_checks():
-    out = subprocess.run([sys.executable, "sweeps/arms.py", "+sweep=reference", "alpha=2", "reference.path=null"],
+    out = subprocess.run([sys.executable, "sweeps/arms.py", "+sweep=pressure", "teacher=hinted", "rollout.n=1"],
                          cwd=ROOT, capture_output=True, text=True, timeout=60)
-    assert out.returncode == 2 and "3 arms, 1 failing the checks" in out.stderr
+    assert out.returncode == 2 and "5 arms, 2 failing the checks" in out.stderr
     lines = out.stdout.splitlines()
-    assert "error:" not in lines[0] and lines[2].endswith("error: reference.path is required for reference=pre_rl "
-                                                          "(the teacher's pre-RL base checkpoint)")
+    assert ["error:" in line for line in lines] == [False, False, False, True, True]
+    assert lines[4].endswith("error: rollout.n must be >= 2 for pressure=rlsd (it reweights GRPO's group-normalised "
+                             "advantage), got 1: e.g. rollout.n=4 rollout.prompts_per_step=8")
 
 
 @pytest.mark.slow

@@ -427,3 +427,19 @@ def test_config_toy_paths_become_plain_paths_once(toy_world_mini):
     with pytest.raises(ValueError, match=r"^teacher\.experts\.add: toy://nope is not in the toy world 'mini' "
                                          r"\(toy:// names: .*student.*\)$"):
         resolve_toy_paths(cfg)
+
+
+def test_a_toy_world_supplies_its_pre_rl_base():
+    from conftest import compose_train
+
+    from gopd.toy.config import TOY_PRE_RL, with_toy_defaults
+    from gopd.validate import ConfigError, check_config
+
+    cfg = compose_train("reference=pre_rl", "alpha=2")
+    assert cfg.reference.path is None
+    check_config(cfg)  # no path needed on a toy world ...
+    assert with_toy_defaults(cfg).reference.path == TOY_PRE_RL and cfg.reference.path is None
+    real = compose_train("reference=pre_rl", "alpha=2", "model.path=Qwen/Qwen3-1.7B")
+    assert with_toy_defaults(real).reference.path is None
+    with pytest.raises(ConfigError, match="reference.path is required for reference=pre_rl"):
+        check_config(real)  # ... but with a real student it is

@@ -32,7 +32,7 @@ COMBOS = list(itertools.product(["hinted", "rl_checkpoint", "domain_experts"], [
 @pytest.mark.slow
 @pytest.mark.parametrize("teacher,reference,pressure", COMBOS)
 def test_every_group_combination_runs_two_steps(toy_world_mini, tmp_path, teacher, reference, pressure):
-    extra = ["reference.path=toy://teacher_base"] if reference == "pre_rl" else []
+    extra = []  # reference=pre_rl: the toy world supplies its teacher's pre-RL base (gopd.toy.config)
     cfg = compose_cfg([f"teacher={teacher}", f"reference={reference}", f"pressure={pressure}", "alpha=1.5",
                        "grpo_mix=0.25", *extra])
     summary = run(cfg, tmp_path, "combo")
@@ -163,7 +163,7 @@ def train_cli(tmp_path, *overrides):
         (["grpo_mix=0.5", "rollout.n=1"], "rollout.n must be >= 2 when grpo_mix > 0"),
         (["pressure=reversed", "rollout.n=1"], "rollout.n must be >= 2 for pressure=rlrt"),
         (["rollout.max_new_tokens=0"], "rollout.max_new_tokens must be an integer > 0"),
-        (["reference=pre_rl", "alpha=2"], "reference.path is required for reference=pre_rl"),
+        (["reference=pre_rl", "alpha=2", "model.path=/no/such/student"], "reference.path is required for reference=pre_rl"),
         (["teacher=rl_checkpoint", "teacher.path=./no/such/ckpt"], "teacher.path: no checkpoint at"),
         (["model.path=/no/such/student"], "model.path: no checkpoint at"),
         (["teacher=rl_checkpoint", "teacher.path=toy://no_such"], "teacher.path: toy://no_such is not in the toy world 'mini'"),

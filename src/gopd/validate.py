@@ -32,7 +32,8 @@ def check_config(cfg) -> list[str]:
     t = cfg.teacher
     if t.name == "domain_experts" and t.get("default") is not None and t.default not in t.experts:
         raise ConfigError(f"teacher.default must be null or one of {', '.join(t.experts)}, got {t.default!r}")
-    if cfg.reference.name == "pre_rl" and not cfg.reference.get("path"):
+    toy = str(cfg.model.get("path", "")).startswith("toy://")  # a toy world supplies its pre-RL base (gopd.toy.config)
+    if cfg.reference.name == "pre_rl" and not cfg.reference.get("path") and not toy:
         raise ConfigError("reference.path is required for reference=pre_rl (the teacher's pre-RL base checkpoint)")
     _check_scale(cfg)
     warnings = []

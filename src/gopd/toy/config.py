@@ -37,12 +37,34 @@ def toy_uris(cfg) -> list[tuple[tuple, str]]:
     return [(p, v) for p, v in _walk(tree) if isinstance(v, str) and v.startswith(SCHEME)]
 
 
+# What a toy world supplies when the config leaves it out: the toy teacher's pre-RL base.
+TOY_PRE_RL = SCHEME + "teacher_base"
+
+
+def is_toy(cfg) -> bool:
+    """Does the student come from a toy world (``model.path`` is ``toy://...``)?"""
+    return str(cfg.model.get("path", "")).startswith(SCHEME)
+
+
+def with_toy_defaults(cfg):
+    """``reference=pre_rl`` without a path on a toy world: the toy teacher's pre-RL base."""
+    import copy
+
+    if not (is_toy(cfg) and cfg.reference.get("name") == "pre_rl" and not cfg.reference.get("path")):
+        return cfg
+    out = copy.deepcopy(cfg)
+    out.reference.path = TOY_PRE_RL
+    return out
+
+
 def resolve_toy_paths(cfg):
-    """A copy of ``cfg`` whose ``toy://`` values are paths in the world ``model.toy_variant`` names.
+    """A copy of ``cfg`` whose ``toy://`` values are paths in the world ``model.toy_variant`` names
+    (after ``with_toy_defaults``).
 
     An unknown name is a one-line ``ValueError`` naming the key and the world's names."""
     import copy
 
+    cfg = with_toy_defaults(cfg)
     uris = toy_uris(cfg)
     if not uris:
         return cfg
