@@ -81,6 +81,21 @@ def test_grpo_reweighting_and_kept_normalisation_run_three_steps(toy_world_mini,
         assert "Here is a reference solution to this problem:" in (tmp_path / "prompts.txt").read_text()
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("overrides,absent,present", [
+    (["grpo_mix=1"], ["opd/pos_mass", "opd/teacher_kl", "opd/ref_kl", "opd/max_shock", "mix/sign_agreement"],
+     ["grpo/zero_std_frac"]),                                                     # pure GRPO: no teacher
+    (["alpha=1"], ["opd/ref_kl", "grpo/zero_std_frac", "mix/sign_agreement"],  # OPD: no reference, no GRPO
+     ["opd/pos_mass", "opd/teacher_kl"]),
+])
+def test_metrics_that_cannot_apply_are_not_logged(toy_world_mini, tmp_path, overrides, absent, present):
+    run(compose_cfg(overrides), tmp_path, "applies")
+    rows = read_metrics(tmp_path)
+    assert not [m for m in absent if m in rows[0]] and not [m for m in present if m not in rows[0]]
+    empty = [k for k in rows[0] if all(r[k] == "" for r in rows)]
+    assert not empty, empty  # no column of nan only
+
+
 def test_student_equal_teacher_alpha_one_gives_zero_advantage_and_still_weights(toy_world_mini, tmp_path):
     cfg = compose_cfg(["teacher=rl_checkpoint", "teacher.path=toy://student", "alpha=1", "pressure=full",
                        "save_final=true"])

@@ -9,7 +9,6 @@
 from __future__ import annotations
 
 import logging
-import math
 import signal
 import time
 from dataclasses import dataclass
@@ -22,8 +21,9 @@ from gopd.distributed import any_rank, reduce_metrics
 
 log = logging.getLogger("gopd")
 
-# Per-step metrics every run logs (README, "Run outputs"); nan where a term does not apply
-# (e.g. opd/* under pure GRPO), so every run's metrics.csv has the same columns.
+# Per-step metrics (README, "Run outputs"), in the order of metrics.csv's columns. A run logs those
+# that apply to its config: none of opd/* under pure GRPO, no grpo/* or mix/* without GRPO, no
+# opd/ref_kl without a reference (alpha = 1), rather than a column of nan.
 STEP_METRICS = (
     "train/reward", "train/response_len", "train/prompt_len", "loss", "grad_norm",
     "opd/pos_mass", "opd/neg_mass", "opd/pos_frac", "opd/teacher_kl", "opd/ref_kl", "opd/max_shock",
@@ -110,7 +110,7 @@ class Bookkeeping(L.Callback):
         self.tokens_seen += record.all_tokens
         self.step_seconds += record.seconds
         self.last_step = record.step
-        metrics = {k: record.metrics.get(k, math.nan) for k in STEP_METRICS}
+        metrics = {k: record.metrics[k] for k in STEP_METRICS if k in record.metrics}  # in the columns' order
         metrics["train/skipped_steps"] = self.skipped_steps
         metrics |= record.metrics
         if self._log_due(trainer, record.step):  # the same on every rank: they reduce together
