@@ -19,6 +19,7 @@ fi
 PY=${PYTHON:-.venv/bin/python}
 mkdir -p multirun
 log=multirun/submit-$(date +%Y-%m-%d_%H-%M-%S)-$$.log
+: >"$log"  # exists before the first read below (the driver's own redirection may come later)
 nohup setsid "$PY" src/train.py -m "$@" >"$log" 2>&1 </dev/null &
 pid=$!
 deadline=$((SECONDS + ${GOPD_SUBMIT_WAIT:-300}))
@@ -27,10 +28,11 @@ while :; do
     if [ -z "$sweep_dir" ]; then
         sweep_dir=$(sed -n "s/.*Submitit '[a-z]*' sweep output dir : //p" "$log" | head -1)
     fi
-    # submitit names each arm's folder after its SLURM job id once the array is accepted
-    if [ -n "$sweep_dir" ] && compgen -G "$sweep_dir/.submitit/[0-9]*_0" >/dev/null; then
-        array=$(basename "$(compgen -G "$sweep_dir/.submitit/[0-9]*_0" | head -1)")
-        echo "submitted: job array ${array%_0} ($(grep -c '] 	#[0-9]* : ' "$log" || true) arms)"
+    # submitit names each arm's folder after its SLURM job id once sbatch accepted it: <array>_<i>
+    # for an array, <job> for a sweep of one arm
+    if [ -n "$sweep_dir" ] && compgen -G "$sweep_dir/.submitit/[0-9]*" >/dev/null; then
+        first=$(basename "$(compgen -G "$sweep_dir/.submitit/[0-9]*" | head -1)")
+        echo "submitted: job ${first%%_*} ($(grep -c '] 	#[0-9]* : ' "$log" || true) arms)"
         echo "sweep dir: $sweep_dir"
         echo "driver:    pid $pid, log $log (it exits when every arm has ended)"
         echo "status:    $PY sweeps/index.py $sweep_dir"

@@ -307,6 +307,27 @@ def test_an_invalid_arm_fails_alone_and_is_recorded(slurm_env, toy_world_mini, t
         ("completed", "COMPLETED"), ("completed", "COMPLETED"), ("failed", "FAILED")]
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("axis,n", [("alpha=2", 1), ("alpha=1,2,3,4", 4)], ids=["1 arm", "4 arms"])
+def test_submit_script_returns_0_once_slurm_accepted_the_arms(slurm_env, toy_world_mini, tmp_path, axis, n):
+    """A sweep of one arm is one SLURM job (no array): it counts as submitted too."""
+    env = {**os.environ, **slurm_env}
+    out = subprocess.run(["bash", "slurm/submit.sh", "+sweep=alpha_x_mix", "grpo_mix=0", axis, "+cluster=local", *MINI,
+                          f"hydra.sweep.dir={tmp_path / 'sweep'}"], cwd=ROOT, env=env, capture_output=True, text=True,
+                         timeout=300)
+    job = re.search(r"submitted: job (\d+) \((\d+) arms\)", out.stdout)
+    try:
+        assert out.returncode == 0 and job, out.stdout + out.stderr
+        assert int(job.group(2)) == n and f"sweep dir: {tmp_path / 'sweep'}" in out.stdout
+        assert "sed:" not in out.stderr
+    finally:
+        if job:  # the arms are not what this checks: free the queue for the other tests
+            subprocess.run(["scancel", job.group(1)], env=env, capture_output=True, timeout=60)
+        log = re.search(r"log (multirun/submit-\S+\.log)", out.stdout)
+        if log:
+            (ROOT / log.group(1)).unlink(missing_ok=True)
+
+
 # ------------------------------------------------------------------------------ requeue at the time limit
 # More than the first segment can do before its signal (at most 50 s after the job starts, ~45 s of
 # training at ~25 steps/s on an idle core: ~1100 steps), yet short enough for the second segment:
