@@ -154,7 +154,8 @@ def run_sweep(tmp_path, slurm_env, overrides, name="sweep"):
     (GOPD_CACHE of the toy_world_mini fixture), as a user would run it."""
     env = {**os.environ, **slurm_env}
     sweep_dir = tmp_path / name
-    cmd = [sys.executable, "src/train.py", "-m", *overrides, "+cluster=local", *MINI, f"hydra.sweep.dir={sweep_dir}"]
+    cmd = [sys.executable, "src/train.py", "-m", "+cluster=local", *overridden(MINI, *overrides),
+           f"hydra.sweep.dir={sweep_dir}"]
     out = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     return out, sweep_dir
 
@@ -255,10 +256,10 @@ def test_a_sweep_with_an_invalid_arm_submits_nothing(slurm_env, toy_world_mini, 
     out, sweep_dir = run_sweep(tmp_path, slurm_env, ["+sweep=pressure", "teacher=hinted", "rollout.n=1"])
     assert out.returncode == 2, out.stderr[-2000:]
     errors = [line for line in out.stderr.splitlines() if line.startswith("error:")]
-    assert errors == [f"error: arm 3 (pressure=rlrt teacher=hinted rollout.n=1 {' '.join(MINI)}): rollout.n must be "
-                      ">= 2 for pressure=rlrt (it reweights GRPO's group-normalised advantage), got 1: e.g. rollout.n=4 "
-                      "rollout.prompts_per_step=8 (2 of 5 arms fail the checks; sweeps/arms.py lists them); "
-                      "nothing was launched"]
+    assert len(errors) == 1 and errors[0].startswith("error: arm 3 (pressure=rlrt teacher=hinted "), errors
+    assert errors[0].endswith(" rollout.n=1): rollout.n must be >= 2 for pressure=rlrt (it reweights GRPO's "
+                              "group-normalised advantage), got 1: e.g. rollout.n=4 rollout.prompts_per_step=8 "
+                              "(2 of 5 arms fail the checks; sweeps/arms.py lists them); nothing was launched"), errors
     assert "Traceback" not in out.stderr and not sweep_dir.exists()
     assert _jobs(slurm_env) == before  # nothing reached the queue
 
