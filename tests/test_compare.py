@@ -586,3 +586,24 @@ def test_an_earlier_comparison_is_never_replaced_without_force(sweep, tmp_path, 
     compare(tmp_path, monkeypatch, sweep, "--name", "grid", "--force")
     assert "comparison in results/grid/" in capsys.readouterr().out and not (first / "grid_4").exists()
     assert (first / "grid" / "note.txt").read_text() == "kept"  # --force replaces the comparison's own files only
+
+
+def test_plots_tell_arms_apart_by_more_than_colour_and_show_where_they_started():
+    from matplotlib.figure import Figure
+
+    from gopd.tools.compare import Arm, Run
+    from gopd.tools.compare.plots import arm_styles, reference_lines
+
+    def run(teacher_acc, start):
+        return Run(Path("x"), {}, {"teacher/accuracy": teacher_acc, "eval/accuracy_initial": start}, None, None)
+
+    arms = [Arm((p, t), f"{p} {t}", [run(0.6, 0.1), run(0.8, 0.3)]) for p in ("full", "positive", "rlrt")
+            for t in ("hinted", "rl_checkpoint")]
+    styles = arm_styles(arms)
+    assert len({(s["color"], s["linestyle"]) for s in styles}) == 6  # every arm its own look
+    assert styles[0]["color"] == styles[1]["color"] and styles[0]["linestyle"] != styles[1]["linestyle"]  # teacher: dash
+    assert styles[0]["linestyle"] == styles[2]["linestyle"] and styles[0]["color"] != styles[2]["color"]  # pressure: colour
+    ax = Figure().add_subplot()
+    reference_lines(ax, arms)
+    assert [line.get_label() for line in ax.get_lines()] == ["teacher (0.700)", "student at start (0.200)"]
+    assert [line.get_ydata()[0] for line in ax.get_lines()] == pytest.approx([0.7, 0.2])

@@ -22,27 +22,60 @@ def curves(arm: Arm, column: str, smooth: int = 1):
     return table.mean(axis=1), table.std(axis=1)  # std is NaN at a step with one seed: no band there
 
 
+LINESTYLES = ["-", "--", ":", "-."]
+LABELS = {"eval/accuracy": "held-out accuracy", "train/response_len": "rollout length (tokens)",
+          "eval/response_len": "held-out response length (tokens)"}  # axis labels a reader needs no glossary for
+
+
 def style(i: int, n: int) -> dict:
     from matplotlib import colormaps
 
     cmap = colormaps["tab10" if n <= 10 else "tab20"]
-    return {"color": cmap(i % cmap.N), "linestyle": ["-", "--", ":", "-."][(i // cmap.N) % 4]}
+    return {"color": cmap(i % cmap.N), "linestyle": LINESTYLES[(i // cmap.N) % 4]}
+
+
+def arm_styles(arms: list[Arm]) -> list[dict]:
+    """One style per arm, told apart by more than colour: with two or more arm keys the first key's
+    value picks the colour and the second's the line style (e.g. pressure by colour, teacher by
+    dash), so a grey-scale print or a colour-blind reader still separates the arms."""
+    keys = [sorted({a.key[j] for a in arms}, key=lambda v: sort_key((v,))) for j in range(2)] \
+        if arms and len(arms[0].key) >= 2 else None
+    if keys is None or len(keys[1]) > len(LINESTYLES) or len(keys[1]) < 2:
+        return [style(i, len(arms)) for i in range(len(arms))]
+    return [{"color": style(keys[0].index(a.key[0]), len(keys[0]))["color"],
+             "linestyle": LINESTYLES[keys[1].index(a.key[1])]} for a in arms]
+
+
+def reference_lines(ax, arms: list[Arm]) -> None:
+    """The teacher's and the student's starting held-out accuracy (means over the runs), as
+    horizontal lines: where an arm started and how far it could go."""
+    def mean(key):
+        vals = [v for a in arms for r in a.ok if isinstance(v := (r.summary or {}).get(key), (int, float))
+                and math.isfinite(v)]
+        return sum(vals) / len(vals) if vals else None
+
+    for key, label, ls in (("teacher/accuracy", "teacher", "--"), ("eval/accuracy_initial", "student at start", ":")):
+        v = mean(key)
+        if v is not None:
+            ax.axhline(v, color="0.45", linestyle=ls, linewidth=1.0, label=f"{label} ({v:.3f})")
 
 
 def plot_curves(ax, arms: list[Arm], column: str, title: str, smooth: int = 1, marker: str | None = None) -> None:
     drawn = 0
+    styles = arm_styles(arms)
     for i, arm in enumerate(arms):
         got = curves(arm, column, smooth)
         if got is None:
             continue
         mean, std = got
-        st = style(i, len(arms))
+        st = styles[i]
         ax.plot(mean.index, mean.values, label=f"{arm.label} (n={len(arm.ok)})", marker=marker, markersize=3, **st)
         ax.fill_between(mean.index, (mean - std).values, (mean + std).values, color=st["color"], alpha=0.15,
                         linewidth=0)
         drawn += 1
     ax.set_title(title)
-    ax.set_xlabel("step")
+    ax.set_xlabel("training step")
+    ax.set_ylabel(LABELS.get(column, column))
     ax.grid(alpha=0.3)
     if not drawn:
         ax.text(0.5, 0.5, f"no {column} in any completed run", ha="center", va="center", transform=ax.transAxes)
@@ -60,7 +93,7 @@ def accuracy_plot(arms: list[Arm], path: Path) -> None:
     fig = Figure(figsize=(9, 4.5))
     ax = fig.add_subplot()
     plot_curves(ax, arms, "eval/accuracy", "held-out accuracy (mean ± std over seeds)", marker="o")
-    ax.set_ylabel("eval/accuracy")
+    reference_lines(ax, arms)
     save(fig, path, ax)
 
 
@@ -118,10 +151,11 @@ def accuracy_time_plot(c: Comparison, path: Path) -> None:
             drawn += 1
         ax.set_title(title, fontsize=9)
         ax.set_xlabel("training seconds before the evaluation")
+        reference_lines(ax, [arm for _, _, arm in lines])
         ax.grid(alpha=0.3)
         if len(panels) > 1 and ax.get_legend_handles_labels()[0]:
             ax.legend(loc="lower right", fontsize=7, framealpha=0.8)
-    axes[0].set_ylabel("eval/accuracy")
+    axes[0].set_ylabel(LABELS["eval/accuracy"])
     fig.suptitle("held-out accuracy vs training time (sum of perf/rollout_s + perf/score_s + perf/update_s over "
                  "the steps before it;\nevaluation, checkpointing and start-up not counted). Thin: each seed at its "
                  "evaluations. Thick ± band: mean ± std\nover seeds, each seed interpolated linearly between its "
@@ -140,7 +174,6 @@ def response_len_plot(arms: list[Arm], path: Path, smooth: int) -> None:
     rolled = f", rolling mean of {smooth} steps" if smooth > 1 else ""
     plot_curves(train, arms, "train/response_len", f"rollouts: train/response_len{rolled}", smooth)
     plot_curves(held_out, arms, "eval/response_len", "held-out greedy: eval/response_len", marker="o")
-    train.set_ylabel("tokens")
     save(fig, path, held_out)
 
 
