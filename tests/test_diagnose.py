@@ -166,3 +166,16 @@ def test_bad_override_is_one_line_and_exit_2(override, says, capsys):
         trainconf.load_or_exit([override])
     err = capsys.readouterr().err.strip().splitlines()
     assert stop.value.code == 2 and len(err) == 1 and says in err[0]
+
+
+def test_terminal_table_keeps_every_number_whole_at_100_columns(capsys, monkeypatch):
+    from rich.console import Console
+
+    rows = [{"hint": f"hint_{i}", **{c: -12.345678 + k for k, c in enumerate(diagnose.COLUMNS[1:])},
+             "target/exact@1.5": 0.25, "target/exact@2": 0.125} for i in range(3)]
+    monkeypatch.setattr("rich.console.Console", lambda **kw: Console(width=100, force_terminal=True, color_system=None))
+    diagnose.print_table(rows, {"alpha": 2})
+    out = capsys.readouterr().out
+    assert "…" not in out and out.count("hint_0") >= 2  # split into parts, the hint column in each
+    assert max(len(line) for line in out.splitlines()) <= 100
+    assert "alpha=2" in out

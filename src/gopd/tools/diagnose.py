@@ -314,15 +314,38 @@ def print_table(rows: Sequence[Mapping], meta: Mapping) -> None:
     from rich.table import Table
 
     cols = table_columns(rows)
-    table = Table(title="hint strength", caption=", ".join(f"{k}={v}" for k, v in meta.items()))
-    for c in cols:  # two-line headers ("opd" over "pos_mass") keep the table narrow
-        table.add_column(c.replace("/", "\n"), justify="left" if c == "hint" else "right", no_wrap=c == "hint")
-    for r in rows:
-        table.add_row(*[_cell(r.get(c)) or "-" for c in cols])
+    cells = {c: [_cell(r.get(c)) or "-" for r in rows] for c in cols}
     console = Console()
     if not console.is_terminal:  # piped into a file or a log: do not squeeze to 80 columns
         console = Console(width=max(console.width, 160))
-    console.print(table)
+    parts = column_chunks(cols, cells, console.width)
+    for i, part in enumerate(parts):  # never an ellipsis in a number: a table too wide is printed in parts
+        title = "hint strength" + (f" ({i + 1}/{len(parts)})" if len(parts) > 1 else "")
+        caption = ", ".join(f"{k}={v}" for k, v in meta.items()) if i == len(parts) - 1 else None
+        table = Table(title=title, caption=caption)
+        for c in part:  # two-line headers ("opd" over "pos_mass") keep the table narrow
+            table.add_column(c.replace("/", "\n"), justify="left" if c == "hint" else "right", no_wrap=True)
+        for j in range(len(rows)):
+            table.add_row(*[cells[c][j] for c in part])
+        console.print(table)
+
+
+def column_chunks(cols: Sequence[str], cells: Mapping[str, list[str]], width: int) -> list[list[str]]:
+    """Columns in groups that each fit ``width`` at their full widths, the first column (the hint)
+    repeated in every group."""
+    def need(c):  # the widest of its header lines and cells, plus rich's padding and border
+        return max([len(line) for line in c.split("/")] + [len(x) for x in cells[c]]) + 3
+
+    first, rest = cols[0], list(cols[1:])
+    chunks, current, used = [], [first], need(first) + 1
+    for c in rest:
+        if used + need(c) > width and len(current) > 1:
+            chunks.append(current)
+            current, used = [first], need(first) + 1
+        current.append(c)
+        used += need(c)
+    chunks.append(current)
+    return chunks
 
 
 # ------------------------------------------------------------------------------- CLI
