@@ -112,7 +112,7 @@ class _Module:
 
 
 def _step(book: Bookkeeping, trainer, step: int, bad: str | None = None) -> None:
-    record = StepRecord(step, {"train/reward": 0.5, "loss": 1.0, "train/lr": 1e-4, "x/extra": 2.0}, tokens=10,
+    record = StepRecord(step, {"train/reward": 0.5, "train/loss": 1.0, "train/lr": 1e-4, "x/extra": 2.0}, tokens=10,
                         all_tokens=10, seconds=0.5, non_finite=bad)
     book.on_train_batch_end(trainer, _Module(), {"record": record}, None, step)
 
@@ -132,8 +132,8 @@ def test_bookkeeping_counts_skips_and_stops_a_run_of_them_with_stand_in_trainer(
     assert [m["train/skipped_steps"] for _, m in rows] == [0, 1, 1, 2, 3]
     first = rows[0][1]
     # metrics.csv's columns: the step metrics the step reported, in STEP_METRICS' order (no nan-only opd/*), then the rest
-    assert list(first) == ["train/reward", "loss", "train/skipped_steps", "train/lr", "x/extra"]
-    assert list(STEP_METRICS).index("train/reward") < list(STEP_METRICS).index("loss")
+    assert list(first) == ["train/reward", "train/loss", "train/skipped_steps", "train/lr", "x/extra"]
+    assert list(STEP_METRICS).index("train/reward") < list(STEP_METRICS).index("train/loss")
     assert book.run_summary()["train/skipped_steps"] == 3 and book.run_summary()["perf/tokens_per_s"] == 50 / 2.5
 
 

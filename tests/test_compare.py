@@ -607,3 +607,12 @@ def test_plots_tell_arms_apart_by_more_than_colour_and_show_where_they_started()
     reference_lines(ax, arms)
     assert [line.get_label() for line in ax.get_lines()] == ["teacher (0.700)", "student at start (0.200)"]
     assert [line.get_ydata()[0] for line in ax.get_lines()] == pytest.approx([0.7, 0.2])
+
+
+def test_metrics_csv_of_older_runs_reads_under_the_new_names(tmp_path):
+    from gopd.tools.compare.runs import read_metrics
+
+    (tmp_path / "metrics.csv").write_text("step,loss,grad_norm,train/reward\n0,1.5,0.25,0.5\n")
+    df, problem = read_metrics(tmp_path)
+    assert problem is None and list(df.columns) == ["train/loss", "train/grad_norm", "train/reward"]
+    assert df.loc[0, "train/loss"] == 1.5

@@ -20,7 +20,7 @@ LENGTHS = ([3, 5, 2, 7], [9, 1, 12, 4])   # completion tokens of each rank's 4 r
 REWARDS = ([1.0, 0.0, 0.0, 1.0], [1.0, 1.0, 0.0, 0.0])
 SETTINGS = dict(alpha=2.0, pressure="full", clip=None, grpo_mix=0.5, grpo_scale=True, eps_low=0.2, eps_high=0.2,
                 tis_cap=5.0, chunk_size=128)
-TOKEN_LEVEL = ("loss", "opd/pos_mass", "opd/neg_mass", "opd/pos_frac", "opd/teacher_kl", "opd/ref_kl")
+TOKEN_LEVEL = ("train/loss", "opd/pos_mass", "opd/neg_mass", "opd/pos_frac", "opd/teacher_kl", "opd/ref_kl")
 
 
 def _parts(world: Path, kind: str):
@@ -72,7 +72,7 @@ def _step(student, estimator, tok, ranks):
     step = estimator(student, batch, rewards, tok.pad_token_id)
     n_all = distributed.global_tokens(batch.num_tokens)
     (step.loss * distributed.token_scale(batch.num_tokens, n_all)).backward()
-    metrics = {"loss": float(step.loss.detach()), "train/reward": float(rewards.mean()), **step.diagnostics}
+    metrics = {"train/loss": float(step.loss.detach()), "train/reward": float(rewards.mean()), **step.diagnostics}
     return metrics, batch.num_tokens, n_all
 
 
@@ -131,7 +131,7 @@ def test_two_ranks_take_the_union_step(toy_world_mini, tmp_path, kind):
 
 
 def test_one_process_is_the_identity():
-    metrics = {"loss": 1.5, "opd/max_shock": math.nan, "perf/tokens_per_s": 10.0}
+    metrics = {"train/loss": 1.5, "opd/max_shock": math.nan, "perf/tokens_per_s": 10.0}
     assert distributed.world_size() == 1 and distributed.global_tokens(17) == 17
     assert distributed.token_scale(17, 17) == 1.0 and distributed.any_rank(False) is False
     assert distributed.reduce_metrics(metrics, 17) is metrics

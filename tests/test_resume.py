@@ -43,7 +43,7 @@ def weights(run_dir: Path) -> dict[str, torch.Tensor]:
     return load_file(run_dir / "final" / "model.safetensors")
 
 
-DETERMINISTIC = ("train/reward", "train/response_len", "loss", "grad_norm", "opd/pos_mass", "opd/neg_mass",
+DETERMINISTIC = ("train/reward", "train/response_len", "train/loss", "train/grad_norm", "opd/pos_mass", "opd/neg_mass",
                  "opd/teacher_kl", "opd/ref_kl", "grpo/zero_std_frac", "eval/accuracy", "eval/response_len")
 
 
@@ -163,7 +163,7 @@ def test_nan_teacher_steps_are_skipped_and_counted(toy_world_mini, tmp_path, mon
     assert summary["status"] == "completed" and summary["train/skipped_steps"] == 2
     r = rows(tmp_path)
     assert [float(x["train/skipped_steps"]) for x in r[:5]] == [0, 1, 1, 2, 2]
-    assert r[1]["grad_norm"] == "" and r[2]["grad_norm"] != ""
+    assert r[1]["train/grad_norm"] == "" and r[2]["train/grad_norm"] != ""
 
 
 def test_consecutive_nan_steps_stop_with_checkpoint_and_one_line_error(toy_world_mini, tmp_path, monkeypatch, capsys):

@@ -182,7 +182,7 @@ def gap_rows(run_dir: Path) -> list[dict]:
 def assert_in_sync(rows: list[dict]) -> None:
     for r in rows:  # synced after every step: the engine's log-probs stay the trainer's
         assert 0 <= float(r["rollout/logp_gap_mean"]) <= float(r["rollout/logp_gap_max"]) < 1e-3, r
-        assert math.isfinite(float(r["loss"]))
+        assert math.isfinite(float(r["train/loss"]))
 
 
 @pytest.fixture(scope="module")

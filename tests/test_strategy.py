@@ -22,7 +22,7 @@ TWO_RANKS = ["trainer.accelerator=cpu", "trainer.devices=2", "trainer.precision=
 FSDP = ["trainer=fsdp", *TWO_RANKS, "trainer.strategy.mixed_precision=null"]  # fp32: comparable to DDP
 DDP = ["trainer=ddp", *TWO_RANKS]
 RUN = ["alpha=2", "grpo_mix=0.5", "save_final=true"]
-EXACT = ("train/reward", "train/response_len", "loss", "opd/pos_mass", "opd/neg_mass", "opd/teacher_kl",
+EXACT = ("train/reward", "train/response_len", "train/loss", "opd/pos_mass", "opd/neg_mass", "opd/teacher_kl",
          "opd/ref_kl", "grpo/zero_std_frac", "eval/accuracy", "eval/response_len")
 
 
@@ -67,8 +67,8 @@ def test_fsdp_on_two_cpu_ranks_takes_the_ddp_steps(toy_world_mini, tmp_path, lor
     for a, b in zip(fsdp, ddp):
         for key in EXACT:
             assert a[key] == b[key], (a["step"], key)
-        if a["grad_norm"]:  # reduced in another order: float noise
-            assert float(a["grad_norm"]) == pytest.approx(float(b["grad_norm"]), rel=1e-5)
+        if a["train/grad_norm"]:  # reduced in another order: float noise
+            assert float(a["train/grad_norm"]) == pytest.approx(float(b["train/grad_norm"]), rel=1e-5)
     a, b = (load_file(tmp_path / d / "final" / "model.safetensors") for d in ("fsdp", "ddp"))
     assert sorted(a) == sorted(b) and max(float((a[k] - b[k]).abs().max()) for k in b) < 1e-6  # the whole model
     model = AutoModelForCausalLM.from_pretrained(tmp_path / "fsdp" / "final")

@@ -76,7 +76,7 @@ def test_grpo_reweighting_and_kept_normalisation_run_three_steps(toy_world_mini,
     assert summary["status"] == "completed" and summary["steps"] == 3 and summary["train/skipped_steps"] == 0
     assert cfg.pressure.name == ("rlrt" if pressure == ["pressure=reversed"] else pressure[0].split("=")[1])
     rows = read_metrics(tmp_path)
-    assert [r["step"] for r in rows] == ["0", "1", "2", "3"] and all(r["loss"] != "" for r in rows[:3])
+    assert [r["step"] for r in rows] == ["0", "1", "2", "3"] and all(r["train/loss"] != "" for r in rows[:3])
     if "teacher.hint_template=opsd" in pressure:  # the OPSD teacher turn, as written to prompts.txt
         assert "Here is a reference solution to this problem:" in (tmp_path / "prompts.txt").read_text()
 
@@ -101,7 +101,7 @@ def test_student_equal_teacher_alpha_one_gives_zero_advantage_and_still_weights(
                        "save_final=true"])
     run(cfg, tmp_path, "same")
     for r in read_metrics(tmp_path)[:2]:
-        assert float(r["opd/pos_mass"]) == 0 and float(r["opd/neg_mass"]) == 0 and float(r["loss"]) == 0
+        assert float(r["opd/pos_mass"]) == 0 and float(r["opd/neg_mass"]) == 0 and float(r["train/loss"]) == 0
     from transformers import AutoModelForCausalLM
 
     before = AutoModelForCausalLM.from_pretrained(toy_world_mini / "student").state_dict()
@@ -129,7 +129,7 @@ def test_domain_experts_with_shared_checkpoint_load_once(toy_world_mini, tmp_pat
 CONTRACT_METRICS = ["train/reward", "train/response_len", "eval/accuracy", "opd/pos_mass", "opd/neg_mass",
                   "opd/pos_frac", "opd/teacher_kl", "opd/ref_kl", "opd/max_shock", "grpo/zero_std_frac",
                   "mix/sign_agreement", "perf/tokens_per_s", "perf/rollout_s", "perf/score_s", "perf/update_s",
-                  "loss", "grad_norm"]
+                  "train/loss", "train/grad_norm"]
 
 
 def test_outputs_metrics_summary_and_wandb_offline(toy_world_mini, tmp_path, monkeypatch):

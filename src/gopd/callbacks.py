@@ -25,7 +25,7 @@ log = logging.getLogger("gopd")
 # that apply to its config: none of opd/* under pure GRPO, no grpo/* or mix/* without GRPO, no
 # opd/ref_kl without a reference (alpha = 1), rather than a column of nan.
 STEP_METRICS = (
-    "train/reward", "train/response_len", "train/prompt_len", "loss", "grad_norm",
+    "train/reward", "train/response_len", "train/prompt_len", "train/loss", "train/grad_norm",
     "opd/pos_mass", "opd/neg_mass", "opd/pos_frac", "opd/teacher_kl", "opd/ref_kl", "opd/max_shock",
     "grpo/zero_std_frac", "mix/sign_agreement",
     "perf/tokens_per_s", "perf/rollout_s", "perf/score_s", "perf/update_s",

@@ -20,7 +20,7 @@ import torch
 MAX_METRICS = ("opd/max_shock", "rollout/logp_gap_max", "perf/mem_rollout_gb", "perf/mem_score_gb",
                "perf/mem_update_gb")  # peak GPU memory: the fullest rank
 SUM_METRICS = ("perf/tokens_per_s",)
-TOKEN_METRICS = ("loss", "opd/pos_mass", "opd/neg_mass", "opd/pos_frac", "opd/teacher_kl", "opd/ref_kl",
+TOKEN_METRICS = ("train/loss", "opd/pos_mass", "opd/neg_mass", "opd/pos_frac", "opd/teacher_kl", "opd/ref_kl",
                  "mix/sign_agreement", "rollout/logp_gap_mean")  # means over completion tokens
 
 

@@ -143,8 +143,8 @@ class GOPDModule(L.LightningModule):
             "train/reward": float(rewards.mean()),
             "train/response_len": n_tok / len(batch.rows),
             "train/prompt_len": sum(map(len, batch.prompt_ids)) / len(batch.rows),
-            "loss": float(step.loss.detach()),  # this rank's token mean (the logged value is reduced over ranks)
-            "grad_norm": grad_norm,
+            "train/loss": float(step.loss.detach()),  # this rank's token mean (the logged value is reduced over ranks)
+            "train/grad_norm": grad_norm,
             "train/lr": self.optimizers().param_groups[0]["lr"],
             **clock.metrics,  # perf/{rollout,score,update}_s; on a GPU perf/mem_{rollout,score,update}_gb
             "perf/tokens_per_s": n_tok / max(clock.seconds, 1e-9),

@@ -182,6 +182,9 @@ def read_summary(path: Path) -> tuple[dict, str | None]:
     return summary, f"{status}: {error}" if error else f"status {status!r}"
 
 
+RENAMED = {"loss": "train/loss", "grad_norm": "train/grad_norm"}  # metrics.csv columns before 2026-12-04
+
+
 def read_metrics(path: Path):
     import pandas as pd
 
@@ -189,6 +192,7 @@ def read_metrics(path: Path):
         return None, "no metrics.csv"
     try:
         df = pd.read_csv(path / "metrics.csv")
+        df = df.rename(columns={k: v for k, v in RENAMED.items() if v not in df.columns})  # old runs beside new ones
         df = df.apply(pd.to_numeric, errors="coerce")  # empty cells (no eval at this step) -> NaN
         return df.dropna(subset=["step"]).set_index("step").sort_index(), None
     except (OSError, ValueError, KeyError, pd.errors.ParserError) as e:
