@@ -17,7 +17,8 @@ CONF = Path(__file__).resolve().parents[2] / "conf"  # the checkout's conf/ (the
 def refuse_grid_without_multirun(argv: list[str]) -> None:
     """``+sweep=...`` without ``-m`` would run one default arm (on a login node, with a cluster
     profile): one line and exit 2, before Hydra writes a run directory."""
-    if any(a.startswith("+sweep=") for a in argv) and not {"-m", "--multirun"} & set(argv):
+    inspecting = {"--cfg", "-c", "--info", "-i", "--help", "-h", "--hydra-help"} & set(argv)  # prints, runs nothing
+    if any(a.startswith("+sweep=") for a in argv) and not {"-m", "--multirun"} & set(argv) and not inspecting:
         print("error: +sweep=... is a grid: add -m (python src/train.py -m +sweep=...); without it one default "
               "arm would run here", file=sys.stderr)
         sys.exit(2)
