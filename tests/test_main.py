@@ -41,3 +41,14 @@ def test_arm_label_drops_what_never_makes_an_arm():
                  "teacher.hint_field=hint_soft", "hydra.sweep.dir=/tmp/x", "seeds=3"]
     assert arm_label(overrides) == "alpha=2,pressure=rlrt,seeds=3,teacher.hint_field=hint_soft"
     assert arm_label([]) == ""
+
+
+def test_dirname_keeps_an_arm_in_one_directory():
+    from gopd.main import MAX_DIRNAME, dirname
+
+    assert dirname("alpha=2,grpo_mix=0.5") == "alpha=2,grpo_mix=0.5"
+    assert dirname("reference.path=/no/such/ckpt") == "reference.path=_no_such_ckpt"
+    long_a, long_b = "x=" + "a" * 300, "x=" + "a" * 299 + "b"
+    assert len(dirname(long_a).encode()) <= MAX_DIRNAME and dirname(long_a).startswith("x=aaa")
+    assert dirname(long_a) != dirname(long_b)  # the hash tells apart names that share their head
+    assert len(dirname("x=" + "é" * 200).encode()) <= MAX_DIRNAME  # cut on a character, not inside one

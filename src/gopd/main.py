@@ -4,14 +4,35 @@
     gopd-train --help                                        # the config groups and their options
 """
 
+import hashlib
 import sys
 from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
+from omegaconf import OmegaConf
 
 CONF = Path(__file__).resolve().parents[2] / "conf"  # the checkout's conf/ (the package is installed editable)
+
+
+MAX_DIRNAME = 200  # bytes; file systems refuse a path component past 255
+
+
+def dirname(overrides: str) -> str:
+    """An arm's ``override_dirname`` as one directory name: a '/' in a value (a checkpoint path)
+    would nest directories, so it becomes '_'; a name past ``MAX_DIRNAME`` bytes keeps its head and
+    a hash of the whole (the full overrides stay in the run's ``.hydra/overrides.yaml``)."""
+    name = overrides.replace("/", "_")
+    if len(name.encode()) <= MAX_DIRNAME:
+        return name
+    digest = hashlib.sha1(name.encode()).hexdigest()[:10]
+    return name.encode()[: MAX_DIRNAME - 11].decode(errors="ignore") + "-" + digest
+
+
+# conf/train.yaml names run directories with it; registered on import, so in a SLURM job too (it
+# unpickles the task function from this module before Hydra resolves the job's directory)
+OmegaConf.register_new_resolver("gopd.dirname", dirname, replace=True)
 
 
 def refuse_grid_without_multirun(argv: list[str]) -> None:
