@@ -52,3 +52,13 @@ def test_dirname_keeps_an_arm_in_one_directory():
     assert len(dirname(long_a).encode()) <= MAX_DIRNAME and dirname(long_a).startswith("x=aaa")
     assert dirname(long_a) != dirname(long_b)  # the hash tells apart names that share their head
     assert len(dirname("x=" + "é" * 200).encode()) <= MAX_DIRNAME  # cut on a character, not inside one
+
+
+def test_config_changes_name_every_difference_but_bookkeeping():
+    from gopd.runlog import config_changes
+
+    old = {"alpha": 2, "seed": 0, "loss": {"eps_low": 0.2}, "logger": {"wandb": {"mode": "offline"}}, "tags": [1]}
+    new = {"alpha": 2, "seed": 1, "loss": {"eps_low": 0.2, "dual_clip": 3}, "logger": {"wandb": {"mode": "disabled"}},
+           "tags": [1, 2]}
+    assert config_changes(old, new) == ["loss.dual_clip: (unset) -> 3", "seed: 0 -> 1", "tags: [1] -> [1, 2]"]
+    assert config_changes(old, old) == []

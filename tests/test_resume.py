@@ -178,3 +178,11 @@ def test_consecutive_nan_steps_stop_with_checkpoint_and_one_line_error(toy_world
     assert checkpoint.latest(tmp_path) is not None
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["status"] == "failed" and "non-finite teacher logp" in summary["error"]
+
+
+def test_restarting_a_completed_run_with_another_config_is_refused(uninterrupted):
+    before = {p: (uninterrupted / p).read_text() for p in ("metrics.csv", "summary.json", "run_config.json")}
+    cmd = train_cmd(*overridden(RUN, "alpha=3", "logger.wandb.mode=disabled"), f"hydra.run.dir={uninterrupted}")
+    code, err = finish(subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    assert code == 2 and "was started with another config (alpha: 2 -> 3)" in err, err[-2000:]
+    assert all((uninterrupted / p).read_text() == text for p, text in before.items())

@@ -62,10 +62,11 @@ def _completed(run_dir: Path) -> dict | None:
 def run(cfg, run_dir: Path, run_name: str, *, multirun: bool = False, arm: str | None = None) -> dict:
     """Validate (one-line error, exit 2, nothing written), then train and write summary.json."""
     from gopd.callbacks import NonFiniteError
-    from gopd.runlog import write_summary
+    from gopd.runlog import stash_config, write_summary
     from gopd.validate import ConfigError, check_config, check_resources
 
     run_dir = Path(run_dir)
+    _refuse_another_config(run_dir, cfg, multirun=multirun)
     if done := _completed(run_dir):
         log.info("%s already completed (summary.json); nothing to do", run_dir)
         return done
@@ -83,6 +84,7 @@ def run(cfg, run_dir: Path, run_name: str, *, multirun: bool = False, arm: str |
         sys.exit(EXIT_CONFIG)
     for w in warnings:
         log.warning(w)
+    stash_config(run_dir, _plain(as_given))
     session = Session(cfg, resources, run_dir, run_name, as_given=as_given, arm=arm)
     summary: dict = {"status": "failed", "steps": 0}
     try:
@@ -106,6 +108,25 @@ def run(cfg, run_dir: Path, run_name: str, *, multirun: bool = False, arm: str |
             log.info(line)
     session.forward_signal()
     return summary
+
+
+def _refuse_another_config(run_dir: Path, cfg, *, multirun: bool) -> None:
+    """A run directory holds one run: restarted with other settings, it would mix two runs' metrics
+    (or report the first as the second's), so it stops with what differs; nothing is written."""
+    from gopd.runlog import config_changes, started_config
+    from gopd.validate import ConfigError
+
+    started = started_config(run_dir)
+    changes = config_changes(started, _plain(cfg)) if started is not None else []
+    if not changes:
+        return
+    shown = "; ".join(changes[:3]) + (f"; and {len(changes) - 3} more" if len(changes) > 3 else "")
+    message = (f"{run_dir} was started with another config ({shown}): restart it with the same overrides, "
+               f"or give a new run directory")
+    if multirun:
+        raise ConfigError(message)
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(EXIT_CONFIG)
 
 
 def resolve_paths(cfg):

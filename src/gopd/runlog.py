@@ -163,6 +163,40 @@ def code_version(repo: Path = Path(__file__).resolve().parents[2]) -> str | None
     return commit + ("+dirty" if dirty else "")
 
 
+RUN_CONFIG = "run_config.json"  # the config a run directory was started with (Hydra's .hydra/ is rewritten on restart)
+SAME_RUN = tuple(k for k in INCIDENTAL if k != "seed")  # may change between a run's restarts
+
+
+def _flat(tree, key: str = "") -> dict:
+    if not isinstance(tree, dict) or not tree:
+        return {key: tree}
+    return {k: v for name, sub in tree.items() for k, v in _flat(sub, f"{key}.{name}" if key else str(name)).items()}
+
+
+def config_changes(old: dict, new: dict) -> list[str]:
+    """``key: old -> new`` for every setting that differs, the bookkeeping keys (``SAME_RUN``) aside."""
+    a, b, unset = _flat(old), _flat(new), "(unset)"
+    keys = sorted(k for k in a.keys() | b.keys() if k.split(".")[0] not in SAME_RUN)
+    return [f"{k}: {a.get(k, unset)} -> {b.get(k, unset)}" for k in keys if a.get(k, unset) != b.get(k, unset)]
+
+
+def started_config(run_dir: Path) -> dict | None:
+    path = Path(run_dir) / RUN_CONFIG
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+@rank_zero_only
+def stash_config(run_dir: Path, config: dict) -> None:
+    """Record the config a run directory starts with (once: a resume keeps the first)."""
+    path = Path(run_dir) / RUN_CONFIG
+    if path.exists():
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(config, indent=2, sort_keys=True, default=str) + "\n")
+    os.replace(tmp, path)
+
+
 @rank_zero_only  # every rank of a multi-GPU arm runs the job; one writes the run's summary
 def write_summary(run_dir: Path, summary: dict) -> Path:
     path = Path(run_dir) / "summary.json"
