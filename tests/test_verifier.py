@@ -93,3 +93,15 @@ def test_fast_path_is_fast():
     per_call = (time.perf_counter() - t) / len(comps)
     assert res == [i % 2 == 0 for i in range(2000)]
     assert per_call < 200e-6  # measured ~3 us; loose bound for loaded CI machines
+
+
+def test_boxed_or_last_number_reads_an_unboxed_final_number():
+    from gopd.verifier import extract
+
+    assert extract("so 23 + 58 = 81 apples.\nThe answer is 81.", "boxed_or_last_number") == "81"
+    assert extract("The answer is 1,234.", "boxed_or_last_number") == "1,234"
+    assert extract("a box \\boxed{7} then 8", "boxed_or_last_number") == "7"  # a box wins over later numbers
+    assert extract("no number here", "boxed_or_last_number") is None
+    assert extract("The answer is 81.", "boxed") is None
+    assert verify("The answer is 1,234.", "1234", how="boxed_or_last_number")
+    assert not verify("The answer is 81.", "81")

@@ -16,7 +16,7 @@ from omegaconf import OmegaConf
 CONF = Path(__file__).resolve().parents[2] / "conf"  # the checkout's conf/ (the package is installed editable)
 
 
-MAX_DIRNAME = 200  # bytes; file systems refuse a path component past 255
+MAX_DIRNAME = 230  # bytes: file systems refuse a path component past 255, and a run directory prefixes 20 (its time)
 
 
 def dirname(overrides: str) -> str:

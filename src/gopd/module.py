@@ -159,7 +159,8 @@ class GOPDModule(L.LightningModule):
     def _verify(self, batch: RolloutBatch) -> torch.Tensor:
         texts = decode(self.tokenizer, batch.completion_ids, batch.mask)
         answers = [str(row[self.evaluation["answer_field"]]) for row in batch.rows]
-        return torch.tensor(verify_batch(texts, answers), dtype=torch.float32, device=batch.mask.device)
+        how = self.evaluation.get("answer_extract", "boxed")
+        return torch.tensor(verify_batch(texts, answers, how=how), dtype=torch.float32, device=batch.mask.device)
 
     def _update(self, loss: torch.Tensor, bad: str | None) -> tuple[float, str | None]:
         """Backward, clip, step -> (gradient norm, what was non-finite). A step with anything

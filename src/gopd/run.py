@@ -130,12 +130,14 @@ def _refuse_another_config(run_dir: Path, cfg, *, multirun: bool) -> None:
 
 
 def resolve_paths(cfg):
-    """``toy://`` values -> plain paths (the core never sees a toy variant); a bad name is a ConfigError."""
+    """``toy://``, ``cache://`` and ``gopd://`` values -> plain paths (the core never sees a toy variant);
+    a bad or missing name is a ConfigError."""
+    from gopd.paths import resolve_builtin_paths
     from gopd.toy.config import resolve_toy_paths
     from gopd.validate import ConfigError
 
     try:
-        return resolve_toy_paths(cfg)
+        return resolve_builtin_paths(resolve_toy_paths(cfg))
     except ValueError as e:
         raise ConfigError(str(e)) from None
 
@@ -254,7 +256,8 @@ class Session:
                             eval_rows=res.test.select(range(min(e.n_problems, len(res.test)))).to_list(),
                             stream=stream, optim=cfg.optim, max_steps=cfg.trainer.max_steps,
                             evaluation=dict(answer_field=d.answer_field, domain_field=d.domain_field,
-                                            max_new_tokens=e.max_new_tokens, batch_size=e.batch_size),
+                                            max_new_tokens=e.max_new_tokens, batch_size=e.batch_size,
+                                            answer_extract=d.get("answer_extract", "boxed")),
                             tracer=Tracer.from_config(cfg), frozen_models=pool.models(),
                             shardable=single_route_models([teacher, reference], pool.models()) + [e.model for e in ctx.ema])
         return module, stream, pool

@@ -159,6 +159,8 @@ class Data(Keys):
         valid="a string containing {problem}", invalid=("no placeholder",))
     dedupe_field: Optional[Name] = F("keep one row per value of this column; null = keep all", None)
     answer_from_solution: Bool = F("fill answer_field with the last \\boxed{} of solution_field", False)
+    answer_extract: Literal["boxed", "boxed_or_last_number"] = F(
+        "where a completion's answer is read: its last \\boxed{}, or else its last number", "boxed")
     holdout: Int = F("with test_split null, this many problems of train_split are held out as the test set", 0, ge=0)
 
 

@@ -39,9 +39,25 @@ def check_config(cfg) -> list[str]:
     warnings = []
     if cfg.grpo_mix == 1:
         warnings.append("grpo_mix=1 is pure GRPO: the teacher, the reference and alpha are not used")
-    elif cfg.reference.name == "teacher" and cfg.alpha != 1:
-        warnings.append(f"alpha={cfg.alpha} is inert with reference=teacher (r = q, so delta = q - s for any alpha)")
+    else:
+        warnings += _same_checkpoint_warnings(cfg)
     return warnings
+
+
+def _same_checkpoint_warnings(cfg) -> list[str]:
+    """Configs that run but cannot teach: the teacher is the student's own start, or the reference
+    is the teacher (paths compared as written; nothing is read)."""
+    t, ref, student = cfg.teacher, cfg.reference, str(cfg.model.get("path"))
+    teachers = {"rl_checkpoint": lambda: {"teacher.path": t.get("path")},
+                "domain_experts": lambda: {f"teacher.experts.{k}": v for k, v in t.experts.items()}}.get(t.name, dict)()
+    out = [f"{key} is the student's own checkpoint ({student}): the teacher is the step-0 student, so delta = 0 "
+           f"at the start and stays near it (a stand-in, not a distillation run)"
+           for key, path in teachers.items() if str(path) == student]
+    if ref.name == "teacher" and cfg.alpha != 1:
+        out.append(f"alpha={cfg.alpha} is inert with reference=teacher (r = q, so delta = q - s for any alpha)")
+    elif ref.name == "pre_rl" and ref.get("path") is not None and str(ref.path) in map(str, teachers.values()):
+        out.append(f"reference.path is the teacher's checkpoint ({ref.path}): r = q, so alpha is inert")
+    return out
 
 
 def _check_pressure(cfg) -> None:

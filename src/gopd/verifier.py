@@ -20,6 +20,8 @@ from collections.abc import Sequence
 
 _BOXED = re.compile(r"\\(?:boxed|fbox)\s*\{")
 _INT = re.compile(r"[+-]?\d+")
+_NUMBER = re.compile(r"[+-]?\d[\d,]*(?:\.\d+)?")
+EXTRACT = ("boxed", "boxed_or_last_number")  # data.answer_extract
 _MATH_VERIFY_TIMEOUT_S = 5
 
 
@@ -47,6 +49,19 @@ def extract_answer(text: str | None) -> str | None:
             i += 1
         return None  # the last box is not closed
     return None
+
+
+def last_number(text: str | None) -> str | None:
+    """The last number of ``text`` (lm-eval's "flexible extract" for GSM8K-style answers), or None."""
+    found = _NUMBER.findall(text or "")
+    return found[-1].rstrip(",") if found else None
+
+
+def extract(text: str | None, how: str = "boxed") -> str | None:
+    """The answer of a completion: its last ``\\boxed{}``; with ``boxed_or_last_number``, else its
+    last number (a small instruct model that states "The answer is 41." without a box)."""
+    boxed = extract_answer(text)
+    return last_number(text) if boxed is None and how == "boxed_or_last_number" else boxed
 
 
 def normalize(ans: str) -> str:
@@ -94,19 +109,20 @@ def answers_match(pred: str, gold: str, *, use_math_verify: bool = True) -> bool
     return _math_verify_equal(p, g)
 
 
-def verify(completion: str, answer: str, *, use_math_verify: bool = True) -> bool:
-    """True iff the completion's last ``\\boxed{}`` holds ``answer`` (string, int or math equivalence)."""
-    pred = extract_answer(completion)
+def verify(completion: str, answer: str, *, use_math_verify: bool = True, how: str = "boxed") -> bool:
+    """True iff the completion's answer (``extract``) is ``answer`` (string, int or math equivalence)."""
+    pred = extract(completion, how)
     if pred is None:
         return False
     return answers_match(pred, str(answer), use_math_verify=use_math_verify)
 
 
-def verify_batch(completions: Sequence[str], answers: Sequence[str], *, use_math_verify: bool = True) -> list[bool]:
+def verify_batch(completions: Sequence[str], answers: Sequence[str], *, use_math_verify: bool = True,
+                 how: str = "boxed") -> list[bool]:
     """``verify`` over aligned lists."""
     if len(completions) != len(answers):
         raise ValueError(f"{len(completions)} completions but {len(answers)} answers")
-    return [verify(c, a, use_math_verify=use_math_verify) for c, a in zip(completions, answers)]
+    return [verify(c, a, use_math_verify=use_math_verify, how=how) for c, a in zip(completions, answers)]
 
 
 def _benchmark(n: int = 2000) -> dict[str, float]:  # pragma: no cover - a measurement, not a test

@@ -7,34 +7,15 @@ may build that world (a cached, non-shipped variant): an explicit step of starti
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
+from gopd.paths import replace_uris, uris
 from gopd.toy.build import ensure_toy_world
 
 SCHEME = "toy://"
 
 
-def _walk(node, path: tuple = ()) -> Iterator[tuple[tuple, object]]:
-    if isinstance(node, dict):
-        for k, v in node.items():
-            yield from _walk(v, (*path, k))
-    elif isinstance(node, list):
-        for i, v in enumerate(node):
-            yield from _walk(v, (*path, i))
-    else:
-        yield path, node
-
-
-def dotted(path: tuple) -> str:
-    return "".join(f"[{p}]" if isinstance(p, int) else (f".{p}" if i else str(p)) for i, p in enumerate(path))
-
-
 def toy_uris(cfg) -> list[tuple[tuple, str]]:
     """Every ``toy://`` value of the config (interpolations left as written) with its key path."""
-    from omegaconf import OmegaConf
-
-    tree = OmegaConf.to_container(cfg, resolve=False)
-    return [(p, v) for p, v in _walk(tree) if isinstance(v, str) and v.startswith(SCHEME)]
+    return uris(cfg, SCHEME)
 
 
 # What a toy world supplies when the config leaves it out: the toy teacher's pre-RL base.
@@ -62,24 +43,18 @@ def resolve_toy_paths(cfg):
     (after ``with_toy_defaults``).
 
     An unknown name is a one-line ``ValueError`` naming the key and the world's names."""
-    import copy
-
     cfg = with_toy_defaults(cfg)
-    uris = toy_uris(cfg)
-    if not uris:
+    if not toy_uris(cfg):
         return cfg
     variant = cfg.model.get("toy_variant", "full")
     root = ensure_toy_world(variant)
-    out = copy.deepcopy(cfg)
-    for path, uri in uris:
-        name = uri[len(SCHEME):].strip("/")
+
+    def in_world(key: str, name: str):
         target = root / name if name else root
         if not target.exists():
             names = sorted(p.name for p in root.iterdir() if not p.name.startswith(".") and p.name != "SHA256SUMS")
-            raise ValueError(f"{dotted(path)}: {uri} is not in the toy world {variant!r} "
+            raise ValueError(f"{key}: {SCHEME}{name} is not in the toy world {variant!r} "
                              f"(toy:// names: {', '.join(names)})")
-        node = out
-        for p in path[:-1]:
-            node = node[p]
-        node[path[-1]] = str(target)
-    return out
+        return target
+
+    return replace_uris(cfg, SCHEME, in_world)
