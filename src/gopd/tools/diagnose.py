@@ -122,7 +122,7 @@ def sample_batch(student, tokenizer, rows: Sequence[Mapping], *, n: int = 4, max
     return parts[0] if len(parts) == 1 else concat_batches(parts, tokenizer.pad_token_id)
 
 
-def _score(scorer, batch, pad_id: int, per_call: int | None):
+def score_in_chunks(scorer, batch, pad_id: int, per_call: int | None):
     """``scorer.score`` over the batch, ``per_call`` rollouts at a time (memory on real models)."""
     import torch
 
@@ -135,7 +135,8 @@ def _score(scorer, batch, pad_id: int, per_call: int | None):
 
 def hint_table(student, tokenizer, batch, hints: Sequence[str], *, alpha: float = 1.0, pressure: str = "full",
                clip: float | None = None, reference: str = "student", ref_model=None, opd_teacher=None,
-               prompts: Prompts = Prompts(), answer_field: str = "answer", chunk_size: int = 128,
+               prompts: Prompts = Prompts(), answer_field: str = "answer", answer_extract: str = "boxed",
+               chunk_size: int = 128,
                score_per_call: int | None = None) -> list[dict]:
     """One dict per hint column: ``delta/*``, every ``opd_diagnostics`` term, ``agree/*``.
 
@@ -157,22 +158,23 @@ def hint_table(student, tokenizer, batch, hints: Sequence[str], *, alpha: float 
     def scorer(model, prompts):
         return Scorer({"route": Route(model, prompts)}, chunk_size=chunk_size)
 
-    s = _score(scorer(student, plain), batch, pad, score_per_call)
+    s = score_in_chunks(scorer(student, plain), batch, pad, score_per_call)
     correct = torch.tensor(verify_batch(decode(tokenizer, batch.completion_ids, mask),
-                                        [str(r[answer_field]) for r in batch.rows]), dtype=torch.bool)
+                                        [str(r[answer_field]) for r in batch.rows], how=answer_extract),
+                           dtype=torch.bool)
     r_fixed = None
     if reference == "student":
         r_fixed = s
     elif reference != "teacher":
         if ref_model is None:
             raise ValueError(f"reference {reference!r} needs ref_model (or use one of {', '.join(REFERENCES)})")
-        r_fixed = _score(scorer(ref_model, plain), batch, pad, score_per_call)
-    q_rl = None if opd_teacher is None else _score(scorer(opd_teacher, plain), batch, pad, score_per_call)
+        r_fixed = score_in_chunks(scorer(ref_model, plain), batch, pad, score_per_call)
+    q_rl = None if opd_teacher is None else score_in_chunks(scorer(opd_teacher, plain), batch, pad, score_per_call)
     keep = mask.bool()
     unique_rows = list({id(r): r for r in batch.rows}.values())
     out = []
     for h in hints:
-        q = _score(scorer(student, prompts.hinted(tokenizer, h)), batch, pad, score_per_call)
+        q = score_in_chunks(scorer(student, prompts.hinted(tokenizer, h)), batch, pad, score_per_call)
         r = q if reference == "teacher" else r_fixed
         opd = objective.token_advantages(s, q, r, mask, alpha=alpha, pressure=pressure, correct=correct, clip=clip)
         diag = objective.opd_diagnostics(s, q, r, mask, opd)
@@ -251,13 +253,13 @@ def target_table(student, tokenizer, rows: Sequence[Mapping], teachers: Mapping,
 
 def accuracies(student, tokenizer, rows: Sequence[Mapping], hints: Sequence[str], *, prompts: Prompts = Prompts(),
                answer_field: str = "answer", domain_field: str = "domain", max_new_tokens: int = 64,
-               batch_size: int = 250) -> dict[str | None, float]:
+               batch_size: int = 250, answer_extract: str = "boxed") -> dict[str | None, float]:
     """Greedy accuracy of the student (key ``None``) and of each hinted teacher on ``rows``."""
     from gopd.evaluate import greedy_accuracy, scorer_accuracy
     from gopd.scoring import Route, Scorer
 
     kw = dict(answer_field=answer_field, domain_field=domain_field, max_new_tokens=max_new_tokens,
-              batch_size=batch_size)
+              batch_size=batch_size, answer_extract=answer_extract)
     out = {None: greedy_accuracy(student, tokenizer, prompts.student(tokenizer), rows, **kw)["accuracy"]}
     for h in hints:
         route = Route(student, prompts.hinted(tokenizer, h))
@@ -429,6 +431,7 @@ def _evaluate(rows_out: list[dict], m: _Models, test, hints, prompts: Prompts, c
     """Greedy accuracies on the first ``--eval-problems`` held-out problems, then the target columns."""
     test_rows = test.select(range(min(args.eval_problems, len(test)))).to_list()
     acc = accuracies(m.student, m.tok, test_rows, hints, prompts=prompts, answer_field=cfg.data.answer_field,
+                     answer_extract=cfg.data.get("answer_extract", "boxed"),
                      domain_field=cfg.data.domain_field, max_new_tokens=cfg.eval.max_new_tokens,
                      batch_size=args.batch_size)
     for row, key in zip(rows_out, [None, *hints]):
@@ -501,6 +504,7 @@ def _run(args) -> int:
     table = hint_table(m.student, m.tok, batch, hints, alpha=cfg.alpha, pressure=cfg.pressure.name,
                        clip=cfg.pressure.clip, reference=cfg.reference.name, ref_model=m.ref_model,
                        opd_teacher=m.opd_teacher, prompts=prompts, answer_field=cfg.data.answer_field,
+                       answer_extract=cfg.data.get("answer_extract", "boxed"),
                        chunk_size=cfg.loss.chunk_size, score_per_call=args.batch_size)
     rows_out = [{"hint": "(student)"}, *table]
     if args.eval_problems > 0:
