@@ -62,3 +62,5 @@ def test_config_changes_name_every_difference_but_bookkeeping():
            "tags": [1, 2]}
     assert config_changes(old, new) == ["loss.dual_clip: (unset) -> 3", "seed: 0 -> 1", "tags: [1] -> [1, 2]"]
     assert config_changes(old, old) == []
+    extended = {**old, "trainer": {"max_steps": 8}}
+    assert config_changes({**old, "trainer": {"max_steps": 4}}, extended) == []  # a resume may extend the run

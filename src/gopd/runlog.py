@@ -164,7 +164,8 @@ def code_version(repo: Path = Path(__file__).resolve().parents[2]) -> str | None
 
 
 RUN_CONFIG = "run_config.json"  # the config a run directory was started with (Hydra's .hydra/ is rewritten on restart)
-SAME_RUN = tuple(k for k in INCIDENTAL if k != "seed")  # may change between a run's restarts
+# may change between a run's restarts: bookkeeping, and the step budget (a resume may extend a run)
+SAME_RUN = (*(k for k in INCIDENTAL if k != "seed"), "trainer.max_steps")
 
 
 def _flat(tree, key: str = "") -> dict:
@@ -176,7 +177,7 @@ def _flat(tree, key: str = "") -> dict:
 def config_changes(old: dict, new: dict) -> list[str]:
     """``key: old -> new`` for every setting that differs, the bookkeeping keys (``SAME_RUN``) aside."""
     a, b, unset = _flat(old), _flat(new), "(unset)"
-    keys = sorted(k for k in a.keys() | b.keys() if k.split(".")[0] not in SAME_RUN)
+    keys = sorted(k for k in a.keys() | b.keys() if not any(k == s or k.startswith(s + ".") for s in SAME_RUN))
     return [f"{k}: {a.get(k, unset)} -> {b.get(k, unset)}" for k in keys if a.get(k, unset) != b.get(k, unset)]
 
 
