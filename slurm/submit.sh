@@ -29,9 +29,14 @@ while :; do
         sweep_dir=$(sed -n "s/.*Submitit '[a-z]*' sweep output dir : //p" "$log" | head -1)
     fi
     # submitit names each arm's folder after its SLURM job id once sbatch accepted it: <array>_<i>
-    # for an array, <job> for a sweep of one arm
-    if [ -n "$sweep_dir" ] && compgen -G "$sweep_dir/.submitit/[0-9]*" >/dev/null; then
-        first=$(basename "$(compgen -G "$sweep_dir/.submitit/[0-9]*" | head -1)")
+    # for an array, <job> for a sweep of one arm (folders of digits only: the submission pickle
+    # written before sbatch, <hex>.pkl, may start with a digit too)
+    first=""
+    if [ -n "$sweep_dir" ] && [ -d "$sweep_dir/.submitit" ]; then
+        first=$(find "$sweep_dir/.submitit" -mindepth 1 -maxdepth 1 -type d -regextype posix-extended \
+                -regex '.*/[0-9]+(_[0-9]+)?' -printf '%f\n' 2>/dev/null | head -1)
+    fi
+    if [ -n "$first" ]; then
         echo "submitted: job ${first%%_*} ($(grep -c '] 	#[0-9]* : ' "$log" || true) arms)"
         echo "sweep dir: $sweep_dir"
         echo "driver:    pid $pid, log $log (it exits when every arm has ended)"
