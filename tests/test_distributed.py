@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -102,6 +104,12 @@ def _worker(rank: int, world_dir: str, port: int, kind: str, out: str) -> None:
         dist.barrier()  # no rank tears its connections down while the other still uses them
     finally:
         dist.destroy_process_group()
+    # Both ranks have finished and rank 0 wrote its files: leave without the interpreter's teardown,
+    # where a gloo thread still being destroyed once aborted a rank ("terminate called without an
+    # active exception", SIGABRT) after all of its work was done.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def _free_port() -> int:
