@@ -58,7 +58,7 @@ def opsd_rows(n: int) -> list[dict]:
 def test_deepmath_layout_from_parquet(tmp_path):
     pd.DataFrame(deepmath_rows(20)).to_parquet(tmp_path / "train.parquet")
     d = data_cfg("deepmath", tmp_path, "data.holdout=5")
-    train, test = load_splits(d)
+    train, test, _ = load_splits(d)
     assert (len(train), len(test)) == (15, 5)
     assert not set(train[d.problem_field]) & set(test[d.problem_field])  # held out, not overlapping
     row = train[0]
@@ -72,7 +72,7 @@ def test_nemotron_layout_from_jsonl_one_row_per_problem(tmp_path):
     path = tmp_path / "low.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in nemotron_rows(12)))
     d = data_cfg("nemotron_math_v2", path, "data.holdout=4")
-    train, test = load_splits(d)
+    train, test, _ = load_splits(d)
     assert len(train) + len(test) == 12  # 36 trajectories, 12 problems
     row = train[0]
     x = row[d.problem_field].split(" - ")[1].split(" ")[0]
@@ -84,7 +84,7 @@ def test_nemotron_layout_from_jsonl_one_row_per_problem(tmp_path):
 def test_opsd_layout_answer_from_solution(tmp_path):
     pd.DataFrame(opsd_rows(10)).to_parquet(tmp_path / "data.parquet")
     d = data_cfg("opsd_openthoughts_math", tmp_path / "data.parquet", "data.holdout=3")
-    train, test = load_splits(d)
+    train, test, _ = load_splits(d)
     assert len(train) + len(test) == 10  # the proof without a boxed answer is dropped
     for row in train.to_list() + test.to_list():
         n = int(row["problem"].split()[2])
@@ -96,7 +96,7 @@ def test_local_directory_split_slicing(tmp_path):
     assert len(load_split(str(tmp_path), "train[:3]")) == 3
     assert load_split(str(tmp_path), "train[8:]")["final_answer"] == ["16", "18"]
     d = data_cfg("deepmath", tmp_path, "data.train_split='train[:6]'", "data.test_split='train[6:]'")
-    train, test = load_splits(d)
+    train, test, _ = load_splits(d)
     assert (len(train), len(test)) == (6, 4)
 
 

@@ -343,7 +343,8 @@ def test_the_names_in_the_schema_are_the_code_s():
 @pytest.mark.slow
 @pytest.mark.parametrize("override", ["optim.lr=-1", "loss.eps_low=1.5", "teacher.ema_decay=1.5", "rollout.temperature=0",
                                       "rollout.temperature=-1", "rollout.top_p=1.5", "loss.chunk_size=0",
-                                      "eval.batch_size=0", "loss.tis_cap=-1"])
+                                      "eval.batch_size=0", "loss.tis_cap=-1", "trainer.max_steps=0",
+                                      "trainer.max_steps=-3"])
 def test_a_bad_value_exits_2_with_one_line_before_anything_loads(tmp_path, override):
     from conftest import MINI, train_cmd
 
@@ -355,8 +356,8 @@ def test_a_bad_value_exits_2_with_one_line_before_anything_loads(tmp_path, overr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"error: {key} must be "), proc.stderr[-2000:]
     assert lines[0].endswith(f", got {value}")
-    # what a validation failure leaves today: Hydra's .hydra/ and an empty train.log (no model, no metrics)
-    assert {p.name for p in tmp_path.iterdir()} <= {".hydra", "train.log"}
+    # what a validation failure leaves: .hydra/, the directory's lock file and an empty train.log (no model, no metrics)
+    assert {p.name for p in tmp_path.iterdir()} <= {".hydra", ".lock", "train.log"}
     assert not (tmp_path / "train.log").exists() or (tmp_path / "train.log").read_text() == ""
 
 

@@ -13,10 +13,12 @@ dataset has no test split (``data.test_split: null`` + ``data.holdout``).
 from __future__ import annotations
 
 import logging
+import math
 import random
 import re
 from collections.abc import Iterator
 from pathlib import Path
+from typing import NamedTuple
 
 from torch.utils.data import IterableDataset
 
@@ -49,19 +51,41 @@ def _builder(file: Path) -> str:
     return file.suffix.lstrip(".").replace("jsonl", "json")
 
 
+class DataError(ValueError):
+    """Data that cannot be trained on: one line naming the file and the line or row."""
+
+
 def load_split(path: str, split: str):
     """One split as a ``datasets.Dataset``: from ``DIR/<split>.{parquet,jsonl,json,csv}``, a single
     file, or ``datasets.load_dataset(path, split=split)`` (hub name or dataset directory).
-    ``split`` may be sliced (``train[:500]``)."""
+    ``split`` may be sliced (``train[:500]``). A local file that does not load is a ``DataError``
+    naming the file and, where there is one, the line (``gopd.datafiles``)."""
     import datasets
 
     name, part = _split_parts(split)
     resolved = Path(path).expanduser()
     if resolved.is_dir() and (f := _files_in(resolved, name)):
-        return datasets.load_dataset(_builder(Path(f)), data_files=f, split=f"train{part}")
+        return _read_file(Path(f), part)
     if resolved.is_file():
-        return datasets.load_dataset(_builder(resolved), data_files=str(resolved), split=f"train{part}")
+        return _read_file(resolved, part)
     return datasets.load_dataset(str(path), split=split)
+
+
+def _read_file(file: Path, part: str):
+    import datasets
+
+    from gopd.datafiles import file_problem, first_line
+
+    if (problem := file_problem(file, full=False)) is not None:  # cheap: unreadable, empty, not UTF-8
+        raise DataError(problem)
+    quiet = logging.getLogger("datasets")  # it logs the failure it then raises: the one line below says it
+    level, quiet.level = quiet.level, logging.CRITICAL
+    try:
+        return datasets.load_dataset(_builder(file), data_files=str(file), split=f"train{part}")
+    except Exception as e:  # datasets' own (DatasetGenerationError, StopIteration, ParserError, ...)
+        raise DataError(file_problem(file) or f"{file}: cannot be read ({first_line(e)})") from None
+    finally:
+        quiet.setLevel(level)
 
 
 def last_assistant_text(value):
@@ -113,19 +137,78 @@ def prepare(dataset, d):
     return dataset
 
 
-def load_splits(d):
-    """(train, test) of a data config: each split prepared; without ``data.test_split`` the last
-    ``data.holdout`` problems of a fixed shuffle of the train split are the test set."""
-    train = prepare(load_split(d.path, d.train_split), d)
+def row_problem(row: dict, problem_field: str, answer_field: str) -> str | None:
+    """Why a row cannot be trained on (no usable problem or answer), or None.
+
+    A problem is non-empty text; an answer is non-empty text or a finite number (``42``: read as text)."""
+    problem, answer = row.get(problem_field), row.get(answer_field)
+    if problem is None:
+        return f"{problem_field} is null or missing"
+    if not isinstance(problem, str):
+        return f"{problem_field} is {type(problem).__name__} {problem!r}, not text"
+    if not problem.strip():
+        return f"{problem_field} is empty"
+    if answer is None:
+        return f"{answer_field} is null or missing"
+    if isinstance(answer, bool) or not isinstance(answer, (str, int, float)):
+        return f"{answer_field} is {type(answer).__name__} {answer!r}, not text or a number"
+    if isinstance(answer, float) and not math.isfinite(answer):
+        return f"{answer_field} is {answer!r}"
+    if not str(answer).strip():
+        return f"{answer_field} is empty"
+    return None
+
+
+def usable_rows(dataset, d, key: str):
+    """``dataset`` without the rows ``row_problem`` refuses, and how many there were. With
+    ``data.drop_invalid`` false, any such row is a ``DataError`` naming the first and the count;
+    numeric answers become text (the verifier compares text)."""
+    problem_field, answer_field = d.problem_field, d.answer_field
+    if problem_field not in dataset.column_names or answer_field not in dataset.column_names:
+        return dataset, 0  # a missing column: validate names it with the columns there are
+    rows = zip(dataset[problem_field], dataset[answer_field])
+    bad = [(i, why) for i, (p, a) in enumerate(rows)
+           if (why := row_problem({problem_field: p, answer_field: a}, problem_field, answer_field))]
+    if bad:
+        i, why = bad[0]
+        where = f"row {i + 1}" + (f" (id {dataset[i]['id']!r})" if "id" in dataset.column_names else "")
+        if not d.get("drop_invalid"):
+            raise DataError(f"data.{key}: {where} of {d.get(key)!r} in {d.path}: {why}; {len(bad)} of {len(dataset)} "
+                            f"rows have no usable problem or answer: fix them, or set data.drop_invalid=true to drop them")
+        dropped = {i for i, _ in bad}
+        dataset = dataset.select([i for i in range(len(dataset)) if i not in dropped])
+        log.warning("data.%s: dropped %d of %d rows without a usable problem or answer (first: %s: %s)",
+                    key, len(bad), len(bad) + len(dataset), where, why)
+    if getattr(dataset.features[answer_field], "dtype", None) not in ("string", "large_string"):
+        dataset = dataset.map(lambda b: {answer_field: [str(a) for a in b[answer_field]]}, batched=True)
+    return dataset, len(bad)
+
+
+class Splits(NamedTuple):
+    train: object     # datasets.Dataset
+    test: object
+    dropped: dict     # data.<split key> -> rows dropped by data.drop_invalid
+
+
+def load_splits(d) -> Splits:
+    """(train, test, dropped) of a data config: each split prepared and its rows checked; without
+    ``data.test_split`` the last ``data.holdout`` problems of a fixed shuffle of the train split are
+    the test set."""
+    train, dropped_train = usable_rows(prepare(load_split(d.path, d.train_split), d), d, "train_split")
+    dropped = {"train_split": dropped_train}
     test_split = d.get("test_split")
     if test_split:
-        return train, prepare(load_split(d.path, test_split), d)
+        test, dropped["test_split"] = usable_rows(prepare(load_split(d.path, test_split), d), d, "test_split")
+        return Splits(train, test, dropped)
     n = int(d.get("holdout") or 0)
-    if n <= 0 or n >= len(train):
-        raise ValueError(f"data.holdout must be in [1, {len(train) - 1}] when data.test_split is null, got {n}")
+    if n <= 0:
+        raise ValueError(f"data.holdout must be >= 1 when data.test_split is null, got {n}")
+    if n >= len(train):
+        raise DataError(f"data.holdout={n} leaves no rows to train on: {d.path} has {len(train)} usable row(s) in "
+                        f"{d.train_split!r}; lower data.holdout or give data.test_split")
     order = list(range(len(train)))
     random.Random(HOLDOUT_SEED).shuffle(order)
-    return train.select(sorted(order[n:])), train.select(sorted(order[:n]))
+    return Splits(train.select(sorted(order[n:])), train.select(sorted(order[:n])), dropped)
 
 
 class PromptStream(IterableDataset):

@@ -54,7 +54,7 @@ def _hydra_main(cfg) -> None:
 
     run_name = hc.job.override_dirname or "default"
     run(cfg, Path(hc.runtime.output_dir), run_name, arm=arm_label(hc.overrides.task),
-        multirun=hc.mode == RunMode.MULTIRUN)
+        multirun=hc.mode == RunMode.MULTIRUN, hydra_cfg=HydraConfig.instance().cfg)
 
 
 def main() -> None:

@@ -35,7 +35,8 @@ def load_tokenizer(path: str, *, trust_remote_code: bool = False):
 def load_model(path: str, dtype: str = "float32", *, trainable: bool = False, trust_remote_code: bool = False):
     """A causal LM from a directory or hub name; frozen and in eval mode unless ``trainable``.
 
-    Weights load from safetensors where the checkpoint has them; repository code runs only when
+    Weights load from safetensors only (a pickled ``pytorch_model.bin`` can run code when loaded:
+    ``gopd.integrity`` refuses it with how to convert); repository code runs only when
     ``trust_remote_code`` (the config key ``model.trust_remote_code``) says so.
     """
     from transformers import AutoModelForCausalLM
@@ -43,7 +44,7 @@ def load_model(path: str, dtype: str = "float32", *, trainable: bool = False, tr
     if dtype not in DTYPES:
         raise ValueError(f"model dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
     model = AutoModelForCausalLM.from_pretrained(path, dtype=DTYPES[dtype], trust_remote_code=trust_remote_code,
-                                                 use_safetensors=None)
+                                                 use_safetensors=True)
     if not trainable:
         model.eval().requires_grad_(False)
     return model

@@ -7,7 +7,7 @@ the user re-running the command with ``hydra.run.dir=<that dir>``); one whose
 
 from __future__ import annotations
 
-import json
+import errno
 import logging
 import sys
 import time
@@ -51,25 +51,71 @@ def _quiet_libraries() -> None:
 
 
 def _completed(run_dir: Path) -> dict | None:
-    path = run_dir / "summary.json"
-    if path.is_file():
-        summary = json.loads(path.read_text())
-        if summary.get("status") == "completed":
-            return summary
-    return None
+    from gopd.rundir import read_summary
+
+    summary, problem = read_summary(run_dir)
+    if problem:
+        log.warning(problem)
+    return summary if summary is not None and summary.get("status") == "completed" else None
 
 
-def run(cfg, run_dir: Path, run_name: str, *, multirun: bool = False, arm: str | None = None) -> dict:
-    """Validate (one-line error, exit 2, nothing written), then train and write summary.json."""
+def run(cfg, run_dir: Path, run_name: str, *, multirun: bool = False, arm: str | None = None,
+        hydra_cfg=None) -> dict:
+    """Validate (one-line error, exit 2, nothing written), then train and write summary.json.
+
+    ``hydra_cfg``: Hydra's own node, recorded in ``.hydra/`` once the directory is known to hold
+    this run (``gopd.rundir``). A run directory that cannot be used (busy, no usable checkpoint,
+    disk full) is one line and exit 4; its files stay as they were."""
+    from gopd.checkpoint import CheckpointError
+    from gopd.rundir import EXIT_RUN_DIR, RunDirError, lock
+
+    logging.raiseExceptions = False  # a full disk: one error line, not a traceback per log record
+    run_dir = Path(run_dir)
+    try:
+        with lock(run_dir):
+            return _run(cfg, run_dir, run_name, multirun=multirun, arm=arm, hydra_cfg=hydra_cfg)
+    except (RunDirError, CheckpointError, OSError) as e:
+        message = _run_dir_fault(e, run_dir)
+        if message is None or multirun:
+            raise
+        print(f"error: {message}", file=sys.stderr)
+        sys.exit(EXIT_RUN_DIR)
+
+
+DISK_FAULTS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG, errno.EIO, errno.EACCES}
+
+
+def _run_dir_fault(e: Exception, run_dir: Path) -> str | None:
+    """One line for a fault of the run directory or its disk (None for any other error)."""
+    from gopd import checkpoint
+    from gopd.rundir import RunDirError
+
+    if isinstance(e, OSError) and e.errno not in DISK_FAULTS:
+        return None
+    if isinstance(e, OSError):
+        where = f"{e.filename}" if e.filename else f"a file in {run_dir}"
+        message = f"cannot write {where}: {e.strerror or e}"
+    else:
+        message = str(e)
+    if isinstance(e, RunDirError) or not (run_dir / "checkpoints").is_dir():
+        return message
+    last = checkpoint.latest(run_dir)
+    kept = f"the last checkpoint is {last.name}" if last else "no checkpoint was written yet"
+    return f"{message}; {kept} and metrics.csv keeps its earlier rows: free space and rerun the same command to resume"
+
+
+def _run(cfg, run_dir: Path, run_name: str, *, multirun: bool, arm: str | None, hydra_cfg) -> dict:
     from gopd.callbacks import NonFiniteError
+    from gopd.rundir import record_hydra
     from gopd.runlog import stash_config, write_summary
     from gopd.validate import ConfigError, check_config, check_resources
 
-    run_dir = Path(run_dir)
     _refuse_another_config(run_dir, cfg, multirun=multirun)
     if done := _completed(run_dir):
         log.info("%s already completed (summary.json); nothing to do", run_dir)
         return done
+    if hydra_cfg is not None:
+        record_hydra(run_dir, cfg, hydra_cfg)
     as_given = cfg  # what the loggers record: toy:// paths, not this machine's
     try:
         warnings = check_config(cfg)
@@ -84,8 +130,9 @@ def run(cfg, run_dir: Path, run_name: str, *, multirun: bool = False, arm: str |
         sys.exit(EXIT_CONFIG)
     for w in warnings:
         log.warning(w)
+    resume_from = _resume_point(run_dir)
     stash_config(run_dir, _plain(as_given))
-    session = Session(cfg, resources, run_dir, run_name, as_given=as_given, arm=arm)
+    session = Session(cfg, resources, run_dir, run_name, as_given=as_given, arm=arm, resume_from=resume_from)
     summary: dict = {"status": "failed", "steps": 0}
     try:
         summary = session.fit()
@@ -108,6 +155,21 @@ def run(cfg, run_dir: Path, run_name: str, *, multirun: bool = False, arm: str |
             log.info(line)
     session.forward_signal()
     return summary
+
+
+def _resume_point(run_dir: Path):
+    """The newest intact checkpoint (damaged newer ones named in a warning), None for a fresh run;
+    checkpoints that are all damaged stop the run: it never silently restarts from step 0."""
+    from gopd import checkpoint
+    from gopd.rundir import RunDirError
+
+    path, skipped = checkpoint.usable(run_dir)
+    for line in skipped:
+        log.warning("checkpoint %s: skipped%s", line, f", resuming from {path.name}" if path else "")
+    if path is None and skipped:
+        raise RunDirError(f"no usable checkpoint in {checkpoint.checkpoint_root(run_dir)} ({skipped[0]}); nothing "
+                          f"was deleted: restore it, or move checkpoints/ aside to start again from step 0")
+    return path
 
 
 def _refuse_another_config(run_dir: Path, cfg, *, multirun: bool) -> None:
@@ -145,8 +207,10 @@ def resolve_paths(cfg):
 class Session:
     """One training segment of a run: everything built from the config, then ``fit``."""
 
-    def __init__(self, cfg, res, run_dir: Path, run_name: str, *, as_given=None, arm: str | None = None):
+    def __init__(self, cfg, res, run_dir: Path, run_name: str, *, as_given=None, arm: str | None = None,
+                 resume_from: Path | None = None):
         self.cfg, self.res, self.run_dir, self.run_name = cfg, res, run_dir, run_name
+        self.resume_from = resume_from  # the checkpoint to continue from (``_resume_point``), None: step 0
         self.arm = arm  # W&B's job_type (runlog.arm_label); None: the run name
         self.as_given = as_given if as_given is not None else cfg
         self.start = time.perf_counter()
@@ -167,7 +231,7 @@ class Session:
         L.seed_everything(cfg.seed, workers=True, verbose=False)
         self.module, stream, pool = self._build()
         self.models_loaded = 1 + len(pool)
-        resume = self._resume(checkpoint.latest(run_dir))
+        resume = self._resume(self.resume_from)
         loggers = build_loggers(cfg.logger, run_dir=run_dir, run_name=self.run_name, resume=resume,
                                 config=_plain(self.as_given), arm=self.arm)
         callbacks = build_callbacks(cfg, started_at=self.start)
@@ -273,6 +337,7 @@ class Session:
             out["models_loaded"] = self.models_loaded
         if book is not None:
             out.update(book.run_summary())
+        out["data_dropped"] = dict(self.res.dropped)  # rows data.drop_invalid left out, per split
         out.update(extra)
         return out
 

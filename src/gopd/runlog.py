@@ -54,13 +54,19 @@ class MetricsCSV(Logger):
         self._write()
 
     def _write(self) -> None:
+        """Rewrite the file whole through a temporary copy: a failed write (a full disk) leaves the
+        previous file, every earlier row intact."""
         tmp = self.path.with_suffix(".csv.tmp")
-        with open(tmp, "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=self.columns)
-            w.writeheader()
-            for step in sorted(self.rows):
-                w.writerow(self.rows[step])
-        os.replace(tmp, self.path)
+        try:
+            with open(tmp, "w", newline="") as f:
+                w = csv.DictWriter(f, fieldnames=self.columns)
+                w.writeheader()
+                for step in sorted(self.rows):
+                    w.writerow(self.rows[step])
+            os.replace(tmp, self.path)
+        except OSError as e:
+            tmp.unlink(missing_ok=True)
+            raise OSError(e.errno, e.strerror, str(self.path)) from e
 
 
 def _plain(v):
@@ -200,8 +206,14 @@ def stash_config(run_dir: Path, config: dict) -> None:
 
 @rank_zero_only  # every rank of a multi-GPU arm runs the job; one writes the run's summary
 def write_summary(run_dir: Path, summary: dict) -> Path:
+    """Replace ``summary.json`` atomically; a write that fails (a full disk) keeps the previous one
+    and says so, without hiding the error that ended the run."""
     path = Path(run_dir) / "summary.json"
     tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(summary, indent=2, sort_keys=True, default=str) + "\n")
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(json.dumps(summary, indent=2, sort_keys=True, default=str) + "\n")
+        os.replace(tmp, path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        logging.getLogger("gopd").warning("cannot write %s (%s): it keeps its previous contents", path, e.strerror or e)
     return path

@@ -162,6 +162,8 @@ class Data(Keys):
     answer_extract: Literal["boxed", "boxed_or_last_number"] = F(
         "where a completion's answer is read: its last \\boxed{}, or else its last number", "boxed")
     holdout: Int = F("with test_split null, this many problems of train_split are held out as the test set", 0, ge=0)
+    drop_invalid: Bool = F("drop rows without a usable problem or answer (counted in summary.json); false = refuse "
+                           "the data, naming the first such row", False)
 
 
 # ---------------------------------------------------------------------------------------- teacher

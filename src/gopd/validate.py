@@ -8,8 +8,9 @@ keys (no I/O), then the checks that read paths, tokenizers and data.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
-from gopd import hub
+from gopd import hub, integrity
 from gopd.pool import is_local, load_tokenizer, looks_like_local_path
 from gopd.schema import ConfigError, validate_config
 from gopd.teachers import teacher_paths
@@ -127,11 +128,16 @@ class Resources:
     tokenizer: object
     train: object
     test: object
+    dropped: dict  # data.<split key> -> rows data.drop_invalid dropped
 
 
 def _checkpoint(key: str, resolved: str) -> str:
+    """A loadable checkpoint path: a local directory with complete safetensors weights (never pickles:
+    ``gopd.integrity``), or a hub name that is reachable or cached."""
     if not is_local(resolved) and looks_like_local_path(resolved):
         raise ConfigError(f"{key}: no checkpoint at {resolved!r} (a directory with config.json, or a hub name org/name)")
+    if is_local(resolved) and (problem := integrity.weights_problem(Path(resolved).expanduser())):
+        raise ConfigError(f"{key}: {problem}")
     if hub.is_hub_name(resolved) and not hub.online() and not hub.cached_model(resolved):
         raise ConfigError(f"{key}: {resolved!r} is a Hugging Face hub model that is not in the local cache and the "
                           f"hub is unreachable (or HF_HUB_OFFLINE=1): it {hub.NEEDS} (a directory with config.json)")
@@ -173,7 +179,8 @@ def check_resources(cfg) -> Resources:
         _same_vocab(key, _checkpoint(key, path), tokenizer, remote)
 
     d = cfg.data
-    splits = dict(zip(("train_split", "test_split"), _load_data(d)))
+    loaded = _load_data(d)
+    splits = {"train_split": loaded.train, "test_split": loaded.test}
     for key in ("train_split", "test_split"):
         if len(splits[key]) == 0:
             raise ConfigError(f"data.{key}: split {d.get(key)!r} of {d.path!r} is empty"
@@ -187,16 +194,23 @@ def check_resources(cfg) -> Resources:
                               f"(columns: {', '.join(columns)})")
         if needs_teacher(cfg) and cfg.teacher.name == "domain_experts" and cfg.teacher.get("default") is None:
             _check_domains(cfg, splits[key])
-    return Resources(student, tokenizer, splits["train_split"], splits["test_split"])
+    per_step = cfg.rollout.prompts_per_step
+    if len(splits["train_split"]) < per_step:
+        raise ConfigError(f"data.train_split: {len(splits['train_split'])} usable row(s) in {d.path!r}, fewer than "
+                          f"rollout.prompts_per_step={per_step}: every step would repeat problems; add rows or lower "
+                          f"rollout.prompts_per_step")
+    return Resources(student, tokenizer, splits["train_split"], splits["test_split"], loaded.dropped)
 
 
 def _load_data(d):
     """(train, test) through the data config's mapping; a hub dataset needs the network or the cache."""
-    from gopd.data import load_splits
+    from gopd.data import DataError, load_splits
 
     remote = hub.is_hub_name(str(d.path)) and not hub.online()
     try:
         return load_splits(d)
+    except DataError as e:  # names the file and line, or the row
+        raise ConfigError(str(e)) from None
     except (OSError, ValueError) as e:  # FileNotFoundError, ConnectionError (hub), bad split / mapping
         if remote:
             raise ConfigError(f"data.path: {d.path!r} is a Hugging Face hub dataset that is not in the local cache "

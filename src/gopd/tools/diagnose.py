@@ -492,7 +492,7 @@ def _run(args) -> int:
     _quiet_libraries()
     t0 = time.perf_counter()
     device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
-    train, test = load_splits(cfg.data)  # the trainer's splits (data.holdout, dedupe, ...)
+    train, test, _ = load_splits(cfg.data)  # the trainer's splits (data.holdout, dedupe, ...)
     hints = _check(args, cfg, train.column_names)
     m = _load_models(cfg, args.opd_teacher, device)
     prompts = Prompts.from_config(cfg)

@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     from gopd.verifier import verify_batch
 
     t0 = time.perf_counter()
-    train, _ = load_splits(cfg.data)
+    train, _, _ = load_splits(cfg.data)
     missing = [h for h in hints if h not in train.column_names]
     if missing:
         print(f"error: --hints: column {missing[0]!r} not in the data (columns: {', '.join(train.column_names)})",
