@@ -122,8 +122,8 @@ def save(run_dir: Path, step: int, student: torch.nn.Module, ema_models: list[to
         _write(tmp, student, ema_models, state, student_state, ema_states)
     except Exception as e:  # a full disk surfaces as OSError, SafetensorError or torch's RuntimeError
         shutil.rmtree(tmp, ignore_errors=True)
-        raise CheckpointError(f"cannot write checkpoint {final}: {_first_line(e)}; the older checkpoints are "
-                              f"intact") from e
+        raise CheckpointError(f"cannot write checkpoint {final}: {_first_line(e)} ({_free(root)}); the older "
+                              f"checkpoints are intact") from e
     if final.exists():  # the same step written before (a damaged copy a resume skipped)
         shutil.rmtree(final)
     os.replace(tmp, final)
@@ -148,6 +148,14 @@ def _write(directory: Path, student, ema_models, state, student_state, ema_state
     torch.save(state, directory / "state.pt")
     _fsync_dir(directory)
     integrity.write_manifest(directory)
+
+
+def _free(directory: Path) -> str:
+    """The disk's free space, the usual reason a write fails (torch.save says only "file write failed")."""
+    try:
+        return f"{shutil.disk_usage(directory).free / 2**20:.1f} MiB free on its disk"
+    except OSError:
+        return "free space unknown"
 
 
 def _first_line(e: Exception) -> str:

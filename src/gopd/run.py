@@ -114,6 +114,7 @@ def _run(cfg, run_dir: Path, run_name: str, *, multirun: bool, arm: str | None, 
     if done := _completed(run_dir):
         log.info("%s already completed (summary.json); nothing to do", run_dir)
         return done
+    resume_from = _resume_point(run_dir)
     if hydra_cfg is not None:
         record_hydra(run_dir, cfg, hydra_cfg)
     as_given = cfg  # what the loggers record: toy:// paths, not this machine's
@@ -130,7 +131,6 @@ def _run(cfg, run_dir: Path, run_name: str, *, multirun: bool, arm: str | None, 
         sys.exit(EXIT_CONFIG)
     for w in warnings:
         log.warning(w)
-    resume_from = _resume_point(run_dir)
     stash_config(run_dir, _plain(as_given))
     session = Session(cfg, resources, run_dir, run_name, as_given=as_given, arm=arm, resume_from=resume_from)
     summary: dict = {"status": "failed", "steps": 0}
