@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import signal
 import time
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ STEP_METRICS = (
     "grpo/zero_std_frac", "mix/sign_agreement",
     "perf/tokens_per_s", "perf/rollout_s", "perf/score_s", "perf/update_s",
 )
+SHAPE_PREFIXES = ("train/response_len", "search/")  # summarised first and last in summary.json (gopd.responses)
 
 
 class NonFiniteError(RuntimeError):
@@ -114,7 +116,16 @@ class Bookkeeping(L.Callback):
         metrics["train/skipped_steps"] = self.skipped_steps
         metrics |= record.metrics
         if self._log_due(trainer, record.step):  # the same on every rank: they reduce together
-            emit(trainer, reduce_metrics(metrics, record.tokens), record.step)
+            reduced = reduce_metrics(metrics, record.tokens)
+            self._note_shape(reduced)
+            emit(trainer, reduced, record.step)
+
+    def _note_shape(self, metrics: dict) -> None:
+        """The first and last logged response shape (length spread, search tries and pressure) for summary.json."""
+        for key, value in metrics.items():
+            if key.startswith(SHAPE_PREFIXES) and math.isfinite(value):
+                self.summary.setdefault(f"{key}_initial", value)
+                self.summary[f"{key}_final"] = value
 
     @staticmethod
     def _log_due(trainer, step: int) -> bool:

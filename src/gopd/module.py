@@ -23,6 +23,7 @@ from gopd.evaluate import greedy_accuracy, scorer_accuracy
 from gopd.perf import StageClock
 from gopd.rollout import RolloutBatch, decode
 from gopd.traces import Tracer
+from gopd.responses import SEARCH_EXTRACT, length_metrics, search_metrics
 from gopd.verifier import verify_batch
 
 log = logging.getLogger("gopd")
@@ -120,7 +121,7 @@ class GOPDModule(L.LightningModule):
         batch = self.rollout.sample(rows)                                                   # rollout
         clock.lap("rollout")
 
-        rewards = self._verify(batch)                                                       # verify
+        texts, rewards = self._verify(batch)                                                # verify
         step = self.estimator(self.student, batch, rewards, pad)                            # score -> advantages -> loss
         n_tok, n_all = batch.num_tokens, distributed.global_tokens(batch.num_tokens)
         loss = step.loss * distributed.token_scale(n_tok, n_all)  # global token mean over the ranks
@@ -150,17 +151,26 @@ class GOPDModule(L.LightningModule):
             "perf/tokens_per_s": n_tok / max(clock.seconds, 1e-9),
         }
         metrics.update(step.diagnostics)
+        metrics.update(self._response_shape(batch, texts, rewards, step.checks.get("advantages")))
         record = StepRecord(self.batches, metrics, n_tok, n_all, clock.seconds, bad)
         self.batches += 1
         if self.batches >= self.max_steps:
             self.trainer.should_stop = True
         return {"record": record}
 
-    def _verify(self, batch: RolloutBatch) -> torch.Tensor:
+    def _verify(self, batch: RolloutBatch) -> tuple[list[str], torch.Tensor]:
         texts = decode(self.tokenizer, batch.completion_ids, batch.mask)
         answers = [str(row[self.evaluation["answer_field"]]) for row in batch.rows]
         how = self.evaluation.get("answer_extract", "boxed")
-        return torch.tensor(verify_batch(texts, answers, how=how), dtype=torch.float32, device=batch.mask.device)
+        return texts, torch.tensor(verify_batch(texts, answers, how=how), dtype=torch.float32, device=batch.mask.device)
+
+    def _response_shape(self, batch: RolloutBatch, texts: list[str], rewards, advantages) -> dict[str, float]:
+        """Length spread; in a search world, tries and the pressure on them (``gopd.responses``)."""
+        out = length_metrics(batch.mask)
+        if self.evaluation.get("answer_extract") == SEARCH_EXTRACT:
+            adv = None if advantages is None else advantages.detach().float().cpu()
+            out |= search_metrics(self.tokenizer, texts, batch.completion_ids.cpu(), batch.mask.cpu(), rewards.cpu(), adv)
+        return out
 
     def _update(self, loss: torch.Tensor, bad: str | None) -> tuple[float, str | None]:
         """Backward, clip, step -> (gradient norm, what was non-finite). A step with anything

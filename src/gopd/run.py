@@ -224,7 +224,6 @@ class Session:
         from lightning.pytorch.utilities.exceptions import SIGTERMException
         from torch.utils.data import DataLoader
 
-        from gopd import checkpoint
         from gopd.runlog import wandb_run
 
         cfg, run_dir = self.cfg, self.run_dir

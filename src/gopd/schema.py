@@ -56,7 +56,7 @@ Str = StrictStr
 Name = Annotated[StrictStr, StringConstraints(min_length=1)]  # a non-empty string: a path, a column, a split
 
 DTYPES = ("float32", "bfloat16", "float16")                         # gopd.strategy.DTYPES
-TOY_VARIANTS = ("full", "full_v1", "mini")                          # gopd.toy.build.RECIPES
+TOY_VARIANTS = ("full", "full_v1", "mini", "search", "search_mini")                        # gopd.toy.build.RECIPES
 HINT_WEIGHTS = ("initial", "live", "ema")                           # gopd.teachers.hinted_teacher
 HINT_TEMPLATE_NAMES = ("opsd",)                                       # gopd.prompts.HINT_TEMPLATES
 PRESSURES = ("full", "positive", "negative", "flip_correct", "rlrt", "rlsd")  # gopd.objective.PRESSURES + REWEIGHTED
@@ -159,8 +159,9 @@ class Data(Keys):
         valid="a string containing {problem}", invalid=("no placeholder",))
     dedupe_field: Optional[Name] = F("keep one row per value of this column; null = keep all", None)
     answer_from_solution: Bool = F("fill answer_field with the last \\boxed{} of solution_field", False)
-    answer_extract: Literal["boxed", "boxed_or_last_number"] = F(
-        "where a completion's answer is read: its last \\boxed{}, or else its last number", "boxed")
+    answer_extract: Literal["boxed", "boxed_or_last_number", "countdown"] = F(
+        "where a completion's answer is read: its last \\boxed{}, or else its last number; countdown: its last "
+        "\\boxed{} expression must use the answer's numbers and reach its value", "boxed")
     holdout: Int = F("with test_split null, this many problems of train_split are held out as the test set", 0, ge=0)
     drop_invalid: Bool = F("drop rows without a usable problem or answer (counted in summary.json); false = refuse "
                            "the data, naming the first such row", False)

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 _BOXED = re.compile(r"\\(?:boxed|fbox)\s*\{")
 _INT = re.compile(r"[+-]?\d+")
 _NUMBER = re.compile(r"[+-]?\d[\d,]*(?:\.\d+)?")
-EXTRACT = ("boxed", "boxed_or_last_number")  # data.answer_extract
+EXTRACT = ("boxed", "boxed_or_last_number", "countdown")  # data.answer_extract
 _MATH_VERIFY_TIMEOUT_S = 5
 
 
@@ -110,7 +110,14 @@ def answers_match(pred: str, gold: str, *, use_math_verify: bool = True) -> bool
 
 
 def verify(completion: str, answer: str, *, use_math_verify: bool = True, how: str = "boxed") -> bool:
-    """True iff the completion's answer (``extract``) is ``answer`` (string, int or math equivalence)."""
+    """True iff the completion's answer (``extract``) is ``answer`` (string, int or math equivalence).
+
+    ``how="countdown"``: the answer is a Countdown expression, and any boxed expression that uses
+    the same numbers and reaches the same value is right (``gopd.tasks.countdown``)."""
+    if how == "countdown":
+        from gopd.tasks.countdown import solves_like
+
+        return solves_like(completion, str(answer))
     pred = extract(completion, how)
     if pred is None:
         return False

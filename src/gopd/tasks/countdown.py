@@ -236,6 +236,14 @@ def check(response: str | None, numbers: Sequence[int], target: int) -> bool:
     return why_wrong(response, numbers, target) is None
 
 
+def solves_like(response: str | None, reference_expr: str) -> bool:
+    """The reward against a row's reference answer alone (``data.answer_extract=countdown``): the
+    response's boxed expression uses the reference's numbers and reaches its value."""
+    node = parse(reference_expr)
+    target = value(node)
+    return target.denominator == 1 and check(response, leaves(node), int(target))
+
+
 def _fmt(v: Fraction) -> str:
     return str(v.numerator) if v.denominator == 1 else f"{v.numerator}/{v.denominator}"
 

@@ -41,8 +41,11 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from gopd.paths import file_sha256
+from gopd.toy import data as arith
+from gopd.toy import search
 from gopd.toy.data import HINT_FIELDS, TaskSpec
 from gopd.toy.models import ModelSpec
+from gopd.toy.search import SearchTaskSpec
 
 EVAL_MAX_NEW_TOKENS = 64
 DONE_MARKER = ".complete"
@@ -75,6 +78,10 @@ class RunSpec:
     hint_fields: tuple[str, ...] = HINT_FIELDS  # the hint of a hinted example, uniformly (repeat to weight)
     init_from: str | None = None  # start from this checkpoint (saved by another run) instead of a fresh init
     lane: int = 0  # parallel lane (worker = lane % workers); runs of one lane go in recipe order
+    model: ModelSpec | None = None  # this run's architecture (None: the recipe's); a stronger teacher is larger
+    # search world: (prompt kind, mean, cap) of the failed tries an SFT trace shows; prompt kind is
+    # "none" (unhinted) or a hint field; an unlisted kind shows none (gopd.toy.search)
+    explore: tuple[tuple[str, float, int], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -83,7 +90,7 @@ class Recipe:
     seed: int
     n_train: int
     n_test: int
-    task: TaskSpec
+    task: TaskSpec | SearchTaskSpec
     model: ModelSpec
     runs: tuple[RunSpec, ...]
     tokenizer_rows: int = 5000
@@ -95,6 +102,24 @@ class Recipe:
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class Task:
+    """What the builder needs of a world's task."""
+
+    make_dataset: Callable  # (seed, n_train, n_test, spec) -> datasets.DatasetDict
+    hint_fields: tuple[str, ...]
+    answer_extract: str  # how its completions are verified (data.answer_extract)
+    sampled: bool  # SFT targets drawn per example (search traces) rather than the row's solution
+
+
+TASKS = {TaskSpec: Task(arith.make_dataset, HINT_FIELDS, "boxed", sampled=False),
+         SearchTaskSpec: Task(search.make_dataset, search.HINT_FIELDS, "countdown", sampled=True)}
+
+
+def task_of(recipe: Recipe) -> Task:
+    return TASKS[type(recipe.task)]
 
 
 _STUDENT_HINTS = ("hint_answer", "hint_answer", "hint_answer", "hint_solution", "hint_solution", "hint_soft")
@@ -173,7 +198,64 @@ def _recipes() -> dict[str, Recipe]:
         ),
         notes={**notes, "student": "sft, stopped early (weak on purpose); hinted examples (answer:solution:soft = 3:2:1): all of the first 250 steps, then 25%"},
     )
-    return {"full": full, "full_v1": full_v1, "mini": mini}
+    return {"full": full, "full_v1": full_v1, "mini": mini, **_search_recipes()}
+
+
+# Without a hint the student explores (geometric number of failed tries, mean 4, at most 12); a hint
+# shortens its search by its strength: the solution ends it, the first step nearly, the structure a little.
+_SEARCH_STUDENT_EXPLORE = (("none", 4.0, 12), ("hint_solution", 0.0, 0), ("hint_first_step", 1.0, 4),
+                           ("hint_soft", 2.5, 8))
+_SEARCH_TEACHER_EXPLORE = (("none", 0.3, 2),)  # the strong teacher searches little
+
+
+def _search_recipes() -> dict[str, Recipe]:
+    notes = {
+        "student": "sft on exploring traces (failed tries: mean 4 unhinted; 0 / 1 / 2.5 with the solution / first-step / "
+                   "structural hint), stopped early; 2 layers x 128",
+        "teacher": "sft on short traces (mean 0.3 failed tries), 4 layers x 128: larger than the student (strong-to-weak); "
+                   "stands in for the RL checkpoint",
+        "teacher_base": "an earlier step of the teacher run (its pre-RL base)",
+        "expert_add": "teacher_base fine-tuned on add-domain problems (a +/- solution exists) only",
+        "expert_mul": "teacher_base fine-tuned on mul-domain problems (every solution needs * or /) only",
+    }
+    student_model = ModelSpec(max_position_embeddings=320)
+    teacher_model = ModelSpec(num_layers=4, intermediate_size=512, max_position_embeddings=320)
+    hints = ("hint_solution", "hint_first_step", "hint_soft")
+    search = Recipe(
+        variant="search",
+        seed=0,
+        n_train=20_000,
+        n_test=500,
+        task=SearchTaskSpec(),
+        model=student_model,
+        runs=(
+            RunSpec(name="teacher", seed=3, steps=600, saves={"teacher_base": 300, "teacher": 600}, model=teacher_model,
+                    explore=_SEARCH_TEACHER_EXPLORE, lane=0),
+            RunSpec(name="student", seed=2, steps=500, saves={"student": 400}, hint_frac=0.5, hint_fields=hints,
+                    explore=_SEARCH_STUDENT_EXPLORE, lane=1),
+            RunSpec(name="expert_add", seed=5, steps=150, saves={"expert_add": 150}, lr=2e-3, warmup=20,
+                    domain_weights={"add": 1.0}, init_from="teacher_base", explore=_SEARCH_TEACHER_EXPLORE, lane=1),
+            RunSpec(name="expert_mul", seed=6, steps=150, saves={"expert_mul": 150}, lr=2e-3, warmup=20,
+                    domain_weights={"mul": 1.0}, init_from="teacher_base", explore=_SEARCH_TEACHER_EXPLORE, lane=0),
+        ),
+        eval_max_new_tokens=192,
+        workers=2,
+        notes=notes,
+    )
+    mini = replace(
+        search,
+        variant="search_mini",
+        n_train=300,
+        n_test=24,
+        task=SearchTaskSpec(sizes=(3,)),
+        runs=tuple(replace(r, steps=4, saves={k: min(v, 4) if k != "teacher_base" else 2 for k, v in r.saves.items()},
+                           batch_size=8, warmup=1, lane=r.lane) for r in search.runs),
+        tokenizer_rows=300,
+        eval_batch_size=24,
+        eval_max_new_tokens=48,
+        workers=1,
+    )
+    return {"search": search, "search_mini": mini}
 
 
 RECIPES = _recipes()
@@ -393,14 +475,32 @@ def _wait_for_checkpoint(path: Path, timeout_s: float = 1800.0) -> Path:
     return path
 
 
-def encode_example(tokenizer, row: dict, hint_field: str | None) -> tuple[list[int], list[int]]:
-    """(prompt ids, completion ids): the prompt through ``render_prompt``, completion = solution + EOS."""
+def encode_example(tokenizer, row: dict, hint_field: str | None, completion: str | None = None) -> tuple[list[int], list[int]]:
+    """(prompt ids, completion ids): the prompt through ``render_prompt``, completion (default: the
+    row's solution) + EOS."""
     from gopd.prompts import render_prompt
 
     prompt = render_prompt(tokenizer, row["problem"], None if hint_field is None else row[hint_field])
     p = tokenizer(prompt, add_special_tokens=False)["input_ids"]
-    c = tokenizer(row["solution"], add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+    text = row["solution"] if completion is None else completion
+    c = tokenizer(text, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
     return p, c
+
+
+def _examples(spec: RunSpec, task: Task, tokenizer, rows: list[dict], step: int, batch, cache: dict) -> list:
+    """A step's (prompt ids, completion ids); a sampled task draws each trace from the run's seed,
+    step and slot (the same recipe, the same traces)."""
+    out = []
+    for slot, key in enumerate(batch):
+        if not task.sampled:
+            if key not in cache:
+                cache[key] = encode_example(tokenizer, rows[key[0]], key[1])
+            out.append(cache[key])
+            continue
+        rng = random.Random(f"gopd-toy-trace-{spec.seed}-{step}-{slot}")
+        text = search.completion(rows[key[0]], key[1], spec.explore, rng)
+        out.append(encode_example(tokenizer, rows[key[0]], key[1], text))
+    return out
 
 
 def _length_buckets(examples: list[tuple[list[int], list[int]]]) -> list[list[tuple[list[int], list[int]]]]:
@@ -453,7 +553,7 @@ def train_run(
         torch.manual_seed(spec.seed)
         model = AutoModelForCausalLM.from_pretrained(str(src), dtype=torch.float32)
     else:
-        model = new_model(recipe.model, tokenizer, seed=spec.seed)
+        model = new_model(spec.model or recipe.model, tokenizer, seed=spec.seed)
     model.train()
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
     no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
@@ -469,12 +569,9 @@ def train_run(
     if max(save_at) > spec.steps:
         raise ValueError(f"run {spec.name}: a save step is past its {spec.steps} steps: {spec.saves}")
     saved = {}
+    task = task_of(recipe)
     for step, batch in enumerate(schedule):
-        examples = []
-        for key in batch:
-            if key not in cache:
-                cache[key] = encode_example(tokenizer, rows[key[0]], key[1])
-            examples.append(cache[key])
+        examples = _examples(spec, task, tokenizer, rows, step, batch, cache)
         for g in opt.param_groups:
             g["lr"] = _lr_at(step, spec)
         opt.zero_grad(set_to_none=True)
@@ -526,30 +623,39 @@ def greedy_generate(model, tokenizer, prompts: Sequence[str], batch_size: int = 
 
 
 def evaluate(
-    model, tokenizer, rows: list[dict], hint_field: str | None = None, batch_size: int = 250, max_new_tokens: int = EVAL_MAX_NEW_TOKENS
+    model, tokenizer, rows: list[dict], hint_field: str | None = None, batch_size: int = 250, max_new_tokens: int = EVAL_MAX_NEW_TOKENS,
+    answer_extract: str = "boxed",
 ) -> dict[str, float]:
-    """Greedy held-out accuracy overall and per domain (``acc``, ``acc/<domain>``)."""
+    """Greedy held-out accuracy overall and per domain (``acc``, ``acc/<domain>``), and the mean
+    completion length in characters (``chars``)."""
     from gopd.prompts import render_prompt
     from gopd.verifier import verify
 
     prompts = [render_prompt(tokenizer, r["problem"], None if hint_field is None else r[hint_field]) for r in rows]
     comps = greedy_generate(model, tokenizer, prompts, batch_size, max_new_tokens)
-    ok = [verify(c, r["answer"]) for c, r in zip(comps, rows)]
+    ok = [verify(c, r["answer"], how=answer_extract) for c, r in zip(comps, rows)]
     res = {"acc": sum(ok) / max(1, len(ok))}
+    if answer_extract == "countdown":  # a search world: how long, how many tries
+        from gopd.tasks.countdown import count_attempts
+
+        res["chars"] = sum(map(len, comps)) / max(1, len(comps))
+        res["tries"] = sum(map(count_attempts, comps)) / max(1, len(comps))
     for d in sorted({r["domain"] for r in rows}):
         sel = [o for o, r in zip(ok, rows) if r["domain"] == d]
         res[f"acc/{d}"] = sum(sel) / max(1, len(sel))
     return res
 
 
-def _eval_checkpoint(path: Path, rows: list[dict], with_hints: bool, batch_size: int, max_new_tokens: int) -> dict:
+def _eval_checkpoint(path: Path, rows: list[dict], with_hints: bool, batch_size: int, max_new_tokens: int,
+                     task: Task) -> dict:
     from gopd.toy.models import load_checkpoint
 
     model, tok = load_checkpoint(path)
     model.eval()
-    res = {"greedy": evaluate(model, tok, rows, None, batch_size, max_new_tokens)}
+    how = task.answer_extract
+    res = {"greedy": evaluate(model, tok, rows, None, batch_size, max_new_tokens, how)}
     if with_hints:
-        res["hinted"] = {h: evaluate(model, tok, rows, h, batch_size, max_new_tokens) for h in HINT_FIELDS}
+        res["hinted"] = {h: evaluate(model, tok, rows, h, batch_size, max_new_tokens, how) for h in task.hint_fields}
     return res
 
 
@@ -579,7 +685,8 @@ def _run_job_inner(spec: RunSpec, recipe: Recipe, work: Path, on_step: Callable[
         results = {}
         for name, step in saved.items():
             t1 = time.perf_counter()
-            ev = _eval_checkpoint(work / name, test, name == "student", recipe.eval_batch_size, recipe.eval_max_new_tokens)
+            ev = _eval_checkpoint(work / name, test, name == "student", recipe.eval_batch_size, recipe.eval_max_new_tokens,
+                                  task_of(recipe))
             results[name] = {"steps": step, "run": spec.name, **ev, "eval_s": round(time.perf_counter() - t1, 2)}
         for r in results.values():
             r["train_s"] = round(t_train, 2)
@@ -716,18 +823,22 @@ def _train_all(recipe: Recipe, work: Path, progress: bool) -> dict:
 # ---------------------------------------------------------------------------------- build
 def build(recipe: Recipe, out: str | os.PathLike, *, progress: bool = True) -> dict:
     """Build the whole world into ``out`` (created); returns the manifest (also ``out/manifest.json``)."""
-    from gopd.toy.data import make_dataset
     from gopd.toy.tokenizer import build_tokenizer, corpus_texts
 
     t0 = time.perf_counter()
     out = Path(out)
+    task = task_of(recipe)
     (out / "data").mkdir(parents=True, exist_ok=True)
     with _quiet_libraries():
-        ds = make_dataset(recipe.seed, recipe.n_train, recipe.n_test, recipe.task)
+        ds = task.make_dataset(recipe.seed, recipe.n_train, recipe.n_test, recipe.task)
         for split in ("train", "test"):
             ds[split].to_parquet(str(out / "data" / f"{split}.parquet"))
         rows = ds["train"].select(range(min(recipe.tokenizer_rows, len(ds["train"])))).to_list()
-        tok = build_tokenizer(corpus_texts(rows), recipe.vocab_size)
+        if task.sampled:  # the tokenizer must see the exploring traces, not only the short solutions
+            student = next((r for r in recipe.runs if r.explore), recipe.runs[0])
+            rows = search.corpus_rows(rows, student.explore, recipe.seed)
+        texts = corpus_texts(rows, hint_fields=task.hint_fields) if task.sampled else corpus_texts(rows)
+        tok = build_tokenizer(texts, recipe.vocab_size)
         tok.save_pretrained(str(out / "tokenizer"))
     t_prep = time.perf_counter() - t0
 
@@ -743,8 +854,9 @@ def build(recipe: Recipe, out: str | os.PathLike, *, progress: bool = True) -> d
         "vocab_size": len(tok),
         "data": {"train": "data/train.parquet", "test": "data/test.parquet", "n_train": len(ds["train"]), "n_test": len(ds["test"])},
         "domains": list(recipe.task.domains),
-        "hint_fields": list(HINT_FIELDS),
-        "eval": f"greedy, max_new_tokens={recipe.eval_max_new_tokens}, on data/test.parquet, verified by gopd.verifier.verify",
+        "hint_fields": list(task.hint_fields),
+        "eval": f"greedy, max_new_tokens={recipe.eval_max_new_tokens}, on data/test.parquet, verified by gopd.verifier.verify"
+                + ("" if task.answer_extract == "boxed" else f" (how={task.answer_extract})"),
         "checkpoints": {},
         "recipe": recipe.as_dict(),
         "versions": _versions(),
@@ -762,6 +874,8 @@ def build(recipe: Recipe, out: str | os.PathLike, *, progress: bool = True) -> d
             "hinted_example_share": round(sum(_hint_share(run, s) for s in range(r["steps"])) / max(1, r["steps"]), 3),
             "accuracy": r["greedy"]["acc"],
             "accuracy_per_domain": {k.split("/", 1)[1]: v for k, v in r["greedy"].items() if "/" in k},
+            **({"model": asdict(run.model)} if run.model else {}),
+            **{f"greedy_{k}": round(r["greedy"][k], 2) for k in ("chars", "tries") if k in r["greedy"]},
             "train_s": r["train_s"],
             "eval_s": r["eval_s"],
         }
@@ -801,13 +915,16 @@ def world_label(path: str | os.PathLike | None) -> str | None:
 
 
 def manifest_table(manifest: dict) -> str:
-    domains = manifest["domains"]
-    head = f"{'checkpoint':<13}{'steps':>6}{'acc':>7}" + "".join(f"{d:>7}" for d in domains) + "  hinted (answer/solution/soft)"
+    domains, hints = manifest["domains"], manifest.get("hint_fields", list(HINT_FIELDS))
+    head = (f"{'checkpoint':<13}{'steps':>6}{'acc':>7}" + "".join(f"{d:>7}" for d in domains)
+            + f"  hinted ({'/'.join(h.removeprefix('hint_') for h in hints)})")
     lines = [head, "-" * len(head)]
     for name, c in manifest["checkpoints"].items():
         line = f"{name:<13}{c['steps']:>6}{c['accuracy']:>7.3f}" + "".join(f"{c['accuracy_per_domain'].get(d, float('nan')):>7.3f}" for d in domains)
         if "hinted_accuracy" in c:
-            line += "  " + " / ".join(f"{c['hinted_accuracy'][h]:.3f}" for h in HINT_FIELDS)
+            line += "  " + " / ".join(f"{c['hinted_accuracy'][h]:.3f}" for h in hints)
+        if "greedy_chars" in c:
+            line += f"  chars {c['greedy_chars']:.0f}, tries {c['greedy_tries']:.1f}"
         lines.append(line)
     lines.append(f"variant={manifest['variant']} hash={manifest['recipe_hash']} build_wall_s={manifest['build_wall_s']}")
     return "\n".join(lines)

@@ -121,15 +121,17 @@ def assemble(vocab: dict[str, int], merges: list[tuple[str, str]], model_max_len
     )
 
 
-def corpus_texts(rows: Iterable[dict], hint_template: str | None = None) -> Iterable[str]:
+def corpus_texts(rows: Iterable[dict], hint_template: str | None = None,
+                 hint_fields: Iterable[str] = ("hint_answer", "hint_soft")) -> Iterable[str]:
     """Texts the tokenizer is trained on: user turns (plain and hinted), solutions, role names."""
     from gopd.prompts import DEFAULT_HINT_TEMPLATE, user_content
 
     template = hint_template or DEFAULT_HINT_TEMPLATE
+    fields = tuple(hint_fields)
     for r in rows:
         yield "user\n"
         yield "assistant\n"
         yield user_content(r["problem"])
-        for field in ("hint_answer", "hint_soft"):
+        for field in fields:
             yield user_content(r["problem"], r[field], template)
         yield r["solution"]
