@@ -168,7 +168,7 @@ def test_failed_missing_and_never_started_runs_are_listed(sweep, tmp_path, monke
 
 def test_plots_are_written_and_non_empty(sweep, tmp_path, monkeypatch):
     out = compare(tmp_path, monkeypatch, sweep, "--name", "grid") / "grid"
-    for name in ("accuracy.png", "accuracy_time.png", "response_len.png", "heatmap.png"):
+    for name in ("accuracy.png", "accuracy_time.png", "response_len.png", "length_accuracy.png", "heatmap.png"):
         data = (out / name).read_bytes()
         assert data[:8] == PNG and len(data) > 10_000, name
 

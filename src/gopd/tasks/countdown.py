@@ -444,14 +444,21 @@ def make_row(numbers: Sequence[int], target: int) -> dict:
 
 
 def targets(numbers: Sequence[int], domain: str) -> list[int]:
-    """The targets a problem of ``domain`` may have with these numbers (see the module rules)."""
+    """The targets a problem of ``domain`` may have with these numbers (see the module rules).
+
+    Distinct problems (number multiset and target) per domain: add 4,221, mul 35,129 (sizes 3 and 4)."""
+    return list(_targets(tuple(sorted(numbers)), domain))
+
+
+@lru_cache(maxsize=4096)
+def _targets(numbers: tuple[int, ...], domain: str) -> tuple[int, ...]:  # a split draws each multiset many times
     trivial = {sum(numbers), math.prod(numbers)}
     out = []
     for v, ts in expressions(numbers).items():
         if v.denominator == 1 and 1 <= v <= MAX_TARGET and v not in trivial:
             if any(map(additive, ts)) == (domain == "add"):
                 out.append(int(v))
-    return sorted(out)
+    return tuple(sorted(out))
 
 
 def sample_problem(rng: random.Random, domain: str, sizes: Sequence[int] = (3, 4)) -> tuple[list[int], int]:

@@ -101,7 +101,13 @@ class Recipe:
     notes: dict[str, str] = field(default_factory=dict)  # checkpoint -> recipe note for the manifest
 
     def as_dict(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        for run in d["runs"]:  # keys added with the search world, left out at their defaults: an
+            if run.get("model") is None:  # arithmetic recipe reads (and hashes) as it did when its world shipped
+                run.pop("model")
+            if not run.get("explore"):
+                run.pop("explore")
+        return d
 
 
 @dataclass(frozen=True)
@@ -224,8 +230,8 @@ def _search_recipes() -> dict[str, Recipe]:
     search = Recipe(
         variant="search",
         seed=0,
-        n_train=20_000,
-        n_test=500,
+        n_train=6000,  # 3000 per domain: the add domain has only 4,221 distinct problems
+        n_test=400,
         task=SearchTaskSpec(),
         model=student_model,
         runs=(
@@ -1001,7 +1007,8 @@ def measure_manifest(root: str | os.PathLike, *, threads: int = 1) -> list[dict]
         with _quiet_libraries():
             for name, entry in manifest["checkpoints"].items():
                 measured = _eval_checkpoint(root / entry["path"], test, "hinted_accuracy" in entry,
-                                            recipe["eval_batch_size"], recipe["eval_max_new_tokens"])
+                                            recipe["eval_batch_size"], recipe["eval_max_new_tokens"],
+                                            task_of(get_recipe(manifest["variant"])))
                 pairs = [(None, entry["accuracy"], measured["greedy"]["acc"])]
                 pairs += [(h, acc, measured["hinted"][h]["acc"]) for h, acc in entry.get("hinted_accuracy", {}).items()]
                 for hint, want, got in pairs:

@@ -7,7 +7,8 @@ Reads only what a run writes (README, "Run outputs": ``.hydra/config.yaml``, ``m
 ``summary.json``), so a comparison is reproducible from the run directories without W&B. Runs
 are grouped into arms by the config keys whose values differ between runs; seeds are pooled.
 Writes ``table.md``, ``table.csv`` (one row per arm), ``runs.csv`` (one row per run) and
-``accuracy.png``, ``accuracy_time.png`` (held-out accuracy vs training seconds), ``response_len.png``
+``accuracy.png``, ``accuracy_time.png`` (held-out accuracy vs training seconds), ``response_len.png``,
+``length_accuracy.png`` (rollout length, and tries in a search world, next to accuracy)
 (and ``heatmap.png`` when alpha and grpo_mix both vary).
 Runs that are missing, failed or unreadable are listed in ``table.md`` with the reason.
 
@@ -27,7 +28,7 @@ from pathlib import Path
 
 from gopd.tools.compare.arms import ARM_ORDER, POOLED, arm_keys, find_baselines, group_arms, parse_baseline
 from gopd.tools.compare.plots import (accuracy_plot, accuracy_time_plot, heatmap_plot, interpolate_seeds,
-                                      response_len_plot, time_panels)
+                                      length_accuracy_plot, response_len_plot, time_panels)
 from gopd.tools.compare.runs import (Arm, Comparison, InputError, Run, escape, find_run_dirs, missing_jobs,
                                      read_run)
 from gopd.tools.compare.tables import (STEP_SECONDS, arm_stats, build, delta, eval_times, fmt, markdown, per_run,
@@ -38,10 +39,11 @@ __all__ = ["ARM_ORDER", "OUTPUTS", "POOLED", "STEP_SECONDS", "Arm", "Comparison"
            "accuracy_plot", "accuracy_time_plot", "arm_keys", "arm_stats", "build", "console_table", "delta",
            "eval_times", "find_baselines", "find_run_dirs", "group_arms", "heatmap_plot", "interpolate_seeds",
            "main", "markdown", "missing_jobs", "output_dir", "parse_baseline", "parser", "per_run", "read_run",
-           "response_len_plot", "runs_rows", "table_rows", "time_panels", "train_s", "train_seconds_before",
+           "response_len_plot", "length_accuracy_plot", "runs_rows", "table_rows", "time_panels", "train_s", "train_seconds_before",
            "write", "write_csv"]
 
-OUTPUTS = ["table.md", "table.csv", "runs.csv", "accuracy.png", "accuracy_time.png", "response_len.png"]
+OUTPUTS = ["table.md", "table.csv", "runs.csv", "accuracy.png", "accuracy_time.png", "response_len.png",
+           "length_accuracy.png"]
 
 
 def write(c: Comparison, rows: list[dict], out: Path, title: str, command: str, smooth: int) -> list[Path]:
@@ -55,6 +57,7 @@ def write(c: Comparison, rows: list[dict], out: Path, title: str, command: str, 
     accuracy_plot(c.arms, out / "accuracy.png")
     accuracy_time_plot(c, out / "accuracy_time.png")
     response_len_plot(c.arms, out / "response_len.png", smooth)
+    length_accuracy_plot(c.arms, out / "length_accuracy.png", smooth)
     written = [out / n for n in OUTPUTS]
     if {"alpha", "grpo_mix"} <= set(c.keys):
         heatmap_plot(c, out / "heatmap.png")

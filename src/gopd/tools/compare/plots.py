@@ -1,4 +1,5 @@
-"""The plots: accuracy.png, accuracy_time.png, response_len.png and heatmap.png (matplotlib, no pyplot)."""
+"""The plots: accuracy.png, accuracy_time.png, response_len.png, length_accuracy.png and heatmap.png
+(matplotlib, no pyplot)."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ def curves(arm: Arm, column: str, smooth: int = 1):
 
 LINESTYLES = ["-", "--", ":", "-."]
 LABELS = {"eval/accuracy": "held-out accuracy", "train/response_len": "rollout length (tokens)",
+          "search/tries": "tries per rollout",
           "eval/response_len": "held-out response length (tokens)"}  # axis labels a reader needs no glossary for
 
 
@@ -175,6 +177,23 @@ def response_len_plot(arms: list[Arm], path: Path, smooth: int) -> None:
     plot_curves(train, arms, "train/response_len", f"rollouts: train/response_len{rolled}", smooth)
     plot_curves(held_out, arms, "eval/response_len", "held-out greedy: eval/response_len", marker="o")
     save(fig, path, held_out)
+
+
+def length_accuracy_plot(arms: list[Arm], path: Path, smooth: int) -> None:
+    """Length over training next to accuracy (and, in a search world, tries per rollout): does a
+    mode that shortens its responses end more or less accurate?"""
+    from matplotlib.figure import Figure
+
+    search = any(curves(arm, "search/tries") is not None for arm in arms)
+    fig = Figure(figsize=(19 if search else 13, 4.5))
+    axes = fig.subplots(1, 3 if search else 2)
+    rolled = f", rolling mean of {smooth} steps" if smooth > 1 else ""
+    plot_curves(axes[0], arms, "train/response_len", f"rollout length{rolled}", smooth)
+    if search:
+        plot_curves(axes[1], arms, "search/tries", f"tries per rollout{rolled}", smooth)
+    plot_curves(axes[-1], arms, "eval/accuracy", "held-out accuracy", marker="o")
+    reference_lines(axes[-1], arms)
+    save(fig, path, axes[-1])
 
 
 def heatmap_plot(c: Comparison, path: Path) -> None:
