@@ -144,3 +144,15 @@ def test_every_seed_system_runs_two_steps_on_the_search_world(search_world_mini,
     if system != "grpo":
         assert {"search/pos_mass_tries", "search/neg_mass_answer"} <= set(header)
     assert "search/tries_final" in summary and "train/response_len_p90_final" in summary
+
+
+def test_the_shipped_search_world_matches_its_checksums_and_recipe():
+    from gopd.toy import build as B
+
+    root = B.shipped_dir("search")
+    assert root is not None and B.checksum_errors(root) == []
+    manifest = B.load_manifest(root)
+    assert manifest["recipe"] == json.loads(json.dumps(B.get_recipe("search").as_dict(), default=str))
+    student, teacher = manifest["checkpoints"]["student"], manifest["checkpoints"]["teacher"]
+    assert student["greedy_tries"] > 3 * teacher["greedy_tries"]  # the student searches, the teacher answers
+    assert teacher["accuracy"] > 3 * student["accuracy"]          # strong-to-weak
