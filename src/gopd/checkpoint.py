@@ -30,6 +30,7 @@ import torch
 from safetensors.torch import load_model, save_file, save_model
 
 from gopd import integrity
+from gopd.schema import first_line
 
 KEEP = 2  # complete checkpoints kept (the newest and one before it)
 
@@ -122,7 +123,7 @@ def save(run_dir: Path, step: int, student: torch.nn.Module, ema_models: list[to
         _write(tmp, student, ema_models, state, student_state, ema_states)
     except Exception as e:  # a full disk surfaces as OSError, SafetensorError or torch's RuntimeError
         shutil.rmtree(tmp, ignore_errors=True)
-        raise CheckpointError(f"cannot write checkpoint {final}: {_first_line(e)} ({_free(root)}); the older "
+        raise CheckpointError(f"cannot write checkpoint {final}: {first_line(e)} ({_free(root)}); the older "
                               f"checkpoints are intact") from e
     if final.exists():  # the same step written before (a damaged copy a resume skipped)
         shutil.rmtree(final)
@@ -158,11 +159,6 @@ def _free(directory: Path) -> str:
         return "free space unknown"
 
 
-def _first_line(e: Exception) -> str:
-    text = str(e).strip()
-    return text.splitlines()[0] if text else type(e).__name__
-
-
 def _unshared(tensors: dict) -> dict:
     """Contiguous CPU tensors, tied weights (one storage under two names) copied apart: safetensors
     refuses shared storage; ``load_model`` ties them again."""
@@ -183,11 +179,11 @@ def load(path: Path, student: torch.nn.Module, ema_models: list[torch.nn.Module]
         try:
             load_model(model, str(path / name))
         except Exception as e:  # SafetensorError, missing or mismatched tensors
-            raise CheckpointError(f"{path / name}: {_first_line(e)}") from e
+            raise CheckpointError(f"{path / name}: {first_line(e)}") from e
     try:
         return torch.load(path / "state.pt", map_location="cpu", weights_only=True)
     except Exception as e:  # a truncated zip, an unpicklable value
-        raise CheckpointError(f"{path / 'state.pt'}: {_first_line(e)}") from e
+        raise CheckpointError(f"{path / 'state.pt'}: {first_line(e)}") from e
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -207,8 +203,5 @@ def _prune(root: Path, written: Path, keep: int) -> None:
         if old not in kept:
             shutil.rmtree(old, ignore_errors=True)
     for stale in root.glob(".tmp-*"):  # a save that a kill interrupted
-        if not stale.name.endswith(f"-{os.getpid()}"):
-            shutil.rmtree(stale, ignore_errors=True)
-    for stale in root.glob(".tmp-*"):
         if not stale.name.endswith(f"-{os.getpid()}"):
             shutil.rmtree(stale, ignore_errors=True)

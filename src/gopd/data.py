@@ -74,7 +74,8 @@ def load_split(path: str, split: str):
 def _read_file(file: Path, part: str):
     import datasets
 
-    from gopd.datafiles import file_problem, first_line
+    from gopd.datafiles import file_problem
+    from gopd.schema import first_line
 
     if (problem := file_problem(file, full=False)) is not None:  # cheap: unreadable, empty, not UTF-8
         raise DataError(problem)

@@ -16,10 +16,7 @@ import io
 import json
 from pathlib import Path
 
-
-def first_line(e: BaseException) -> str:
-    text = str(e).strip()
-    return text.splitlines()[0] if text else type(e).__name__
+from gopd.schema import first_line
 
 
 def file_problem(file: Path, *, full: bool = True) -> str | None:
@@ -81,6 +78,7 @@ def _whole_json(text: str) -> bool:
 
 def _jsonl_problem(file: Path, text: str) -> str | None:
     lines = text.splitlines()
+    rows = []  # (line number, row)
     for n, line in enumerate(lines, 1):
         if not line.strip():
             continue
@@ -91,17 +89,16 @@ def _jsonl_problem(file: Path, text: str) -> str | None:
             return f"{file}, line {n}: not valid JSON{cut}: {e.msg} at column {e.colno}"
         if not isinstance(row, dict):
             return f"{file}, line {n}: a JSON {type(row).__name__}, not an object (one {{...}} row per line)"
-    return _mixed_types(file, lines)
+        rows.append((n, row))
+    return _mixed_types(file, rows)
 
 
-def _mixed_types(file: Path, lines: list[str]) -> str | None:
+def _mixed_types(file: Path, rows: list[tuple[int, dict]]) -> str | None:
     """A column whose values change type between rows (text here, a number there): Arrow cannot
     hold it; name the first row that differs (nulls are fine)."""
     seen: dict[str, tuple[str, int]] = {}
-    for n, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        for key, value in json.loads(line).items():
+    for n, row in rows:
+        for key, value in row.items():
             if value is None:
                 continue
             kind = "number" if isinstance(value, (int, float)) and not isinstance(value, bool) else type(value).__name__

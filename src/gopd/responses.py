@@ -71,13 +71,12 @@ def search_metrics(tokenizer, texts: list[str], completion_ids: torch.Tensor, ma
     pieces = tokenizer.batch_decode(flat, skip_special_tokens=True)  # one call: every token's text
     sums = {k: [0.0, 0.0, 0] for k in ("tries", "answer")}  # positive mass, negative mass, tokens
     start = 0
-    for b, (text, n) in enumerate(zip(texts, lengths)):
+    for text, n, row_adv in zip(texts, lengths, advantages.tolist()):  # plain floats: no tensor indexing per token
         kinds = token_kinds(pieces[start:start + int(n)], segments(text))
         start += int(n)
-        for t, kind in enumerate(kinds):
+        for a, kind in zip(row_adv, kinds):
             if kind is None:
                 continue
-            a = float(advantages[b, t])
             acc = sums[kind]
             acc[0] += max(a, 0.0)
             acc[1] += max(-a, 0.0)

@@ -106,10 +106,9 @@ def lock(run_dir: Path):
 
 def record_hydra(run_dir: Path, task_cfg, hydra_cfg) -> None:
     """Hydra's three records of a run in ``<run dir>/.hydra/`` (what Hydra writes with an output_subdir)."""
-    from lightning.pytorch.utilities import rank_zero_only
     from omegaconf import OmegaConf
 
-    if rank_zero_only.rank != 0:
+    if _global_rank() != 0:
         return
     out = Path(run_dir) / ".hydra"
     out.mkdir(parents=True, exist_ok=True)

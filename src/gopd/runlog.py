@@ -116,7 +116,9 @@ def wandb_logger(*, mode: str, project: str, entity: str | None = None, tags=(),
         except Exception as e:  # noqa: BLE001 - any W&B failure means "log offline"
             import wandb
 
-            reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+            from gopd.schema import first_line
+
+            reason = first_line(e)
             logging.getLogger("gopd").warning("W&B online failed (%s); logging offline, `wandb sync` later", reason)
             wandb.finish(exit_code=0)
             logger = _wandb("offline", kw)

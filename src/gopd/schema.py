@@ -41,6 +41,12 @@ class ConfigError(ValueError):
     """A bad configuration value; the message is one line for the user (also ``gopd.validate.ConfigError``)."""
 
 
+def first_line(e: BaseException) -> str:
+    """A library error in one line (its first), or its type when it has no message."""
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
+
+
 # ------------------------------------------------------------------------------------ value types
 def _plain_number(value):
     """Numbers only: a bool or a string ("1.5", "abc") is not one."""
@@ -462,8 +468,7 @@ class Unresolved:
     """An interpolation that does not resolve (``${rollout.max_new_tokens}`` when rollout is not a mapping)."""
 
     def __init__(self, error: Exception):
-        text = str(error).strip()
-        self.text = text.splitlines()[0] if text else type(error).__name__
+        self.text = first_line(error)
 
     def __repr__(self) -> str:
         return f"<unresolved: {self.text}>"

@@ -12,10 +12,10 @@ from pathlib import Path
 
 from gopd import hub, integrity
 from gopd.pool import is_local, load_tokenizer, looks_like_local_path
-from gopd.schema import ConfigError, validate_config
+from gopd.schema import ConfigError, first_line, validate_config
 from gopd.teachers import teacher_paths
 
-__all__ = ["ConfigError", "Resources", "check_config", "check_resources", "needs_teacher"]
+__all__ = ["ConfigError", "Resources", "check_config", "check_resources", "first_line", "needs_teacher"]
 
 
 def check_config(cfg) -> list[str]:
@@ -142,12 +142,6 @@ def _checkpoint(key: str, resolved: str) -> str:
         raise ConfigError(f"{key}: {resolved!r} is a Hugging Face hub model that is not in the local cache and the "
                           f"hub is unreachable (or HF_HUB_OFFLINE=1): it {hub.NEEDS} (a directory with config.json)")
     return resolved
-
-
-def first_line(e: Exception) -> str:
-    """A library error in one line (its first), or its type when it has no message."""
-    text = str(e).strip()
-    return text.splitlines()[0] if text else type(e).__name__
 
 
 def _tokenizer(key: str, path: str, remote: bool):

@@ -118,10 +118,13 @@ class Task:
     hint_fields: tuple[str, ...]
     answer_extract: str  # how its completions are verified (data.answer_extract)
     sampled: bool  # SFT targets drawn per example (search traces) rather than the row's solution
+    corpus_hints: tuple[str, ...]  # the hints whose user turns the tokenizer is trained on
 
 
-TASKS = {TaskSpec: Task(arith.make_dataset, HINT_FIELDS, "boxed", sampled=False),
-         SearchTaskSpec: Task(search.make_dataset, search.HINT_FIELDS, "countdown", sampled=True)}
+TASKS = {TaskSpec: Task(arith.make_dataset, HINT_FIELDS, "boxed", sampled=False,
+                        corpus_hints=("hint_answer", "hint_soft")),
+         SearchTaskSpec: Task(search.make_dataset, search.HINT_FIELDS, "countdown", sampled=True,
+                              corpus_hints=search.HINT_FIELDS)}
 
 
 def task_of(recipe: Recipe) -> Task:
@@ -843,8 +846,7 @@ def build(recipe: Recipe, out: str | os.PathLike, *, progress: bool = True) -> d
         if task.sampled:  # the tokenizer must see the exploring traces, not only the short solutions
             student = next((r for r in recipe.runs if r.explore), recipe.runs[0])
             rows = search.corpus_rows(rows, student.explore, recipe.seed)
-        texts = corpus_texts(rows, hint_fields=task.hint_fields) if task.sampled else corpus_texts(rows)
-        tok = build_tokenizer(texts, recipe.vocab_size)
+        tok = build_tokenizer(corpus_texts(rows, hint_fields=task.corpus_hints), recipe.vocab_size)
         tok.save_pretrained(str(out / "tokenizer"))
     t_prep = time.perf_counter() - t0
 
