@@ -78,8 +78,12 @@ def _lightning_timer():
     class StepTimer(L.Callback):
         """gopd's side: ``+callbacks.step_timer._target_=gopd.bench.vs_trl.StepTimer``."""
 
-        def __init__(self, out: str, warmup: int):
-            self.clock = _Clock(Path(out), warmup)
+        def __init__(self, out: str, warmup: int, fixed_length: bool = False):
+            self.clock, self.fixed_length = _Clock(Path(out), warmup), fixed_length
+
+        def on_train_start(self, trainer, pl_module):
+            if self.fixed_length:
+                fix_completion_length(pl_module.rollout)
 
         def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
             self.clock.mark()
@@ -94,6 +98,20 @@ def _lightning_timer():
     return StepTimer
 
 
+def fix_completion_length(rollout) -> None:
+    """Every completion runs to ``rollout.max_new_tokens`` (EOS suppressed until then), so that a
+    step's cost can be measured at a given length (gopd.bench.growth); benchmarks only."""
+    if rollout.name == "hf":
+        rollout.model.generation_config.min_new_tokens = rollout.max_new_tokens
+    else:
+        from vllm import SamplingParams
+
+        p = rollout.params
+        rollout.params = SamplingParams(n=p.n, temperature=p.temperature, top_p=p.top_p, max_tokens=p.max_tokens,
+                                        min_tokens=p.max_tokens, logprobs=0, stop_token_ids=p.stop_token_ids,
+                                        detokenize=False)
+
+
 def __getattr__(name):  # Lightning is imported only by the gopd worker that builds the callback
     if name == "StepTimer":
         return _lightning_timer()
@@ -101,13 +119,15 @@ def __getattr__(name):  # Lightning is imported only by the gopd worker that bui
 
 
 # ------------------------------------------------------------------------------ the workers
-def _gopd_command(arm: list[str], args, overrides: list[str], out: Path, run_dir: Path) -> list[str]:
+def _gopd_command(arm: list[str], args, overrides: list[str], out: Path, run_dir: Path,
+                  fixed_length: bool = False) -> list[str]:
     return [sys.executable, str(ROOT / "src" / "train.py"), *JOB, *arm,
             f"trainer.max_steps={args.warmup + args.steps + 1}", f"optim.lr={args.lr}",
             "callbacks.evaluation=null", "callbacks.progress=null", "checkpoint.every_n_steps=0", "save_final=false",
             "logger.wandb.mode=disabled", f"hydra.run.dir={run_dir}",
             "+callbacks.step_timer._target_=gopd.bench.vs_trl.StepTimer",
-            f"+callbacks.step_timer.out={out}", f"+callbacks.step_timer.warmup={args.warmup}", *overrides]
+            f"+callbacks.step_timer.out={out}", f"+callbacks.step_timer.warmup={args.warmup}",
+            f"+callbacks.step_timer.fixed_length={fixed_length}", *overrides]
 
 
 def _compose(overrides: list[str]):
@@ -181,7 +201,8 @@ def run_trl(args, overrides: list[str], out: Path) -> None:
     clock.write()
 
 
-def _worker(arm: str, args, overrides: list[str], tmp: Path, k: int) -> dict:
+def _worker(arm: str, args, overrides: list[str], tmp: Path, k: int, *, fixed_length: bool = False) -> dict:
+    """One process of ``arm``: its timed steps (``_Clock.write``)."""
     out = tmp / f"{k}.json"
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "MKL_NUM_THREADS": str(args.threads),
            "WANDB_MODE": "disabled", "TOKENIZERS_PARALLELISM": "false"}
@@ -189,7 +210,7 @@ def _worker(arm: str, args, overrides: list[str], tmp: Path, k: int) -> dict:
         cmd = [sys.executable, "-m", "gopd.bench.vs_trl", "--trl-worker", str(out), "--steps", str(args.steps),
                "--warmup", str(args.warmup), "--threads", str(args.threads), "--lr", str(args.lr), *overrides]
     else:
-        cmd = _gopd_command(ARMS[arm], args, overrides, out, tmp / f"run{k}")
+        cmd = _gopd_command(ARMS[arm], args, overrides, out, tmp / f"run{k}", fixed_length)
     done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
     if done.returncode != 0 or not out.exists():
         sys.exit(f"error: the {arm} worker failed (exit {done.returncode}):\n{done.stderr[-3000:]}")
