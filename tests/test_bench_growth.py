@@ -25,8 +25,7 @@ def test_growth_is_each_point_over_the_previous_one_on_its_axis():
 def test_completions_fill_the_budget(engine, capsys):
     if engine == "vllm":
         pytest.importorskip("vllm")
-    assert growth.main(["--tokens", "24", "--prompts", "4", "--rollouts", engine, "--steps", "1", "--warmup", "1",
-                        "rollout.max_new_tokens=8"]) == 0
+    assert growth.main(["--tokens", "24", "--prompts", "4", "--rollouts", engine, "--steps", "1", "--warmup", "1"]) == 0
     out = capsys.readouterr().out
     tokens = dict(re.findall(rf"^\| {engine} \| (\d+ x \d+) \| (\d+) \|", out, re.M))
     assert tokens == {"32 x 24": "768", "4 x 64": "256"}, out
