@@ -2,7 +2,7 @@
 # The study on the search world (+world=search, shipped: src/gopd/toy/worlds/search): the seeds'
 # five claims, 3 seeds per arm, on the local SLURM cluster, then the tables and plots under
 # results/search/<name>/. From the repository root:
-#   bash results/search/study.sh                 # 30 runs, ~1.5 hours on 2 cores (two runs at a time)
+#   bash results/search/study.sh                 # 24 runs, ~1.3 hours on 2 cores (two runs at a time)
 #   bash results/search/study.sh compare DIR     # only re-make the tables from a finished study in DIR
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -15,8 +15,7 @@ compare() {  # DIR: the study's sweeps -> results/search/<name>/
   $PY -m gopd.tools.compare --force "$d/alpha" --name search/alpha --baseline alpha=1 "${IGN[@]}"
   $PY -m gopd.tools.compare --force "$d"/alpha/*_alpha=1.25,* "$d/reference" --name search/reference \
     --baseline reference=student "${IGN[@]}"
-  $PY -m gopd.tools.compare --force "$d/experts" "$d/experts_alone" --name search/experts \
-    --baseline teacher=domain_experts "${IGN[@]}"
+  $PY -m gopd.tools.compare --force "$d/experts" --name search/experts "${IGN[@]}"
   $PY -m gopd.tools.compare --force "$d"/alpha/*_alpha=1,* "$d/grpo" --name search/opd_vs_grpo \
     --baseline grpo_mix=0 "${IGN[@]}"
 }
@@ -43,10 +42,8 @@ sweep alpha '+sweep=[alpha_x_mix,seeds]' teacher=rl_checkpoint alpha=1,1.25 grpo
 sweep reference '+sweep=[reference,seeds]' teacher=rl_checkpoint reference=pre_rl alpha=1.25 & sleep 20
 # (e) GRPO alone, the same rollouts (OPD's arm is (b)'s alpha=1)
 sweep grpo '+sweep=[alpha_x_mix,seeds]' teacher=rl_checkpoint alpha=1 grpo_mix=1 & sleep 20
-# (d) merged experts (each domain's prompts scored by its expert) vs each expert on every prompt
-sweep experts '+sweep=[experts,seeds]' teacher.experts.add=toy://expert_add teacher.experts.mul=toy://expert_mul & sleep 20
-sweep experts_alone teacher=rl_checkpoint teacher.path=toy://expert_add,toy://expert_mul seed=0,1,2 experiment=experts_alone \
-  "hydra.sweep.subdir='\${hydra.job.num}_seed=\${seed}'" &
+# (d) merged experts (each domain's prompts scored by its expert): the student against each expert on its own domain
+sweep experts '+sweep=[experts,seeds]' teacher.experts.add=toy://expert_add teacher.experts.mul=toy://expert_mul &
 wait
 echo "study: $OUT, $(( ($(date +%s) - start) / 60 )) min"
 compare "$OUT"

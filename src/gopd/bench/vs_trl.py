@@ -42,13 +42,13 @@ JOB = ["teacher=rl_checkpoint", "pressure=full", "alpha=1", "grpo_mix=0", "rollo
        "trainer.precision=32-true", "trainer.accelerator=cpu"]
 # What could not be made the same in both tools (printed with the figures).
 DIFFERENCES = (
-    "TRL's loss projects both models' hidden states to logits chunk by chunk inside one forward; gopd "
-    "scores the teacher in its own no-grad forward before the student's",
-    "TRL masks completions after the first EOS itself; gopd's generate stops at EOS the same way "
-    "(both: HF generate, KV cache, top_k=0, top_p=1)",
+    "the loop: TRL's is transformers' Trainer with accelerate, gopd's is Lightning with manual optimization "
+    "(both counted: a step is timed start to start)",
+    "the divergence's gradient: TRL backpropagates through log-softmax per chunk; gopd's estimator=full writes "
+    "the logit gradient in closed form per chunk (gopd.objective.vocab_opd_logit_grad): the same gradient",
     "learning-rate warmup: gopd lr (s+1)/(w+1), TRL's constant_with_warmup lr s/w (same w)",
-    "completions differ after the first update (each tool's own samples), so throughput is "
-    "completion tokens per CPU-second, not steps",
+    "sampling streams: each tool draws its own completions, which differ from the first step on, so throughput "
+    "is completion tokens per CPU-second, not steps",
 )
 
 
