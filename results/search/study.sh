@@ -13,11 +13,17 @@ compare() {  # DIR: the study's sweeps -> results/search/<name>/
   local d=$1
   $PY -m gopd.tools.compare --force "$d/pressure" --name search/pressure --baseline pressure=full "${IGN[@]}"
   $PY -m gopd.tools.compare --force "$d/alpha" --name search/alpha --baseline alpha=1 "${IGN[@]}"
-  $PY -m gopd.tools.compare --force "$d"/alpha/*_alpha=1.25,* "$d/reference" --name search/reference \
+  $PY -m gopd.tools.compare --force "$d"/alpha/*,alpha=1.25,* "$d/reference" --name search/reference \
     --baseline reference=student "${IGN[@]}"
   $PY -m gopd.tools.compare --force "$d/experts" --name search/experts "${IGN[@]}"
-  $PY -m gopd.tools.compare --force "$d"/alpha/*_alpha=1,* "$d/grpo" --name search/opd_vs_grpo \
+  $PY -m gopd.tools.compare --force "$d"/alpha/*,alpha=1,* "$d/grpo" --name search/opd_vs_grpo \
     --baseline grpo_mix=0 "${IGN[@]}"
+  $PY results/search/gap_rollouts.py "$d" > results/search/opd_vs_grpo/gap_rollouts.md
+  local R=results/search
+  $PY $R/dynamics.py "$d/pressure" --arm pressure.name > $R/pressure/dynamics.md
+  $PY $R/dynamics.py "$d/alpha" "$d/reference" --arm alpha --arm reference.name > $R/reference/dynamics.md
+  $PY $R/dynamics.py "$d/experts" --arm teacher.name > $R/experts/dynamics.md
+  $PY $R/dynamics.py "$d/alpha" "$d/grpo" --arm alpha --arm grpo_mix > $R/opd_vs_grpo/dynamics.md
 }
 
 if [[ ${1:-} == compare ]]; then compare "$2"; exit 0; fi
