@@ -586,6 +586,9 @@ def test_an_earlier_comparison_is_never_replaced_without_force(sweep, tmp_path, 
     compare(tmp_path, monkeypatch, sweep, "--name", "grid", "--force")
     assert "comparison in results/grid/" in capsys.readouterr().out and not (first / "grid_4").exists()
     assert (first / "grid" / "note.txt").read_text() == "kept"  # --force replaces the comparison's own files only
+    compare(tmp_path, monkeypatch, sweep, "--name", "study/grid")
+    compare(tmp_path, monkeypatch, sweep, "--name", "study/grid", "--force")
+    assert "already holds" not in capsys.readouterr().out  # a nested name is replaced in place, said once
 
 
 def test_plots_tell_arms_apart_by_more_than_colour_and_show_where_they_started():

@@ -1,9 +1,10 @@
 """Claim (e) of the search-world study: rollouts until held-out accuracy closes a share of the
-student-teacher gap, OPD vs GRPO, per seed. A run's gap is teacher accuracy (logged at step 0)
-minus its student's at step 0; the first evaluation at or past the share counts, in rollouts
-(step x rollouts per step). From the repository root:
+student-teacher gap, OPD vs GRPO, per seed. A run's gap is the teacher's accuracy (logged at step 0
+by the OPD runs; GRPO loads no teacher and uses theirs) minus the student's at step 0; the first
+evaluation at or past the share counts, in rollouts (step x rollouts per step). From the
+repository root:
 
-    .venv/bin/python results/search/gap_rollouts.py multirun/search_study/<time> [--share 0.9 0.5]
+    .venv/bin/python results/search/gap_rollouts.py multirun/search_study/<time> [--share 0.9 0.5 0.2]
 """
 
 from __future__ import annotations
@@ -27,10 +28,13 @@ def first_reaching(curve, start: float, teacher: float, share: float) -> int | N
     return next((step for step, acc in curve if acc >= goal), None)
 
 
-def run_row(run: Path, shares: list[float]) -> dict:
+def teacher_accuracy(run: Path) -> float | None:
+    rows = csv.DictReader((run / "metrics.csv").open())
+    return next((float(r["teacher/accuracy"]) for r in rows if r.get("teacher/accuracy")), None)
+
+
+def run_row(run: Path, shares: list[float], teacher: float) -> dict:
     cfg = yaml.safe_load((run / ".hydra" / "config.yaml").read_text())
-    metrics = list(csv.DictReader((run / "metrics.csv").open()))
-    teacher = next(float(r["teacher/accuracy"]) for r in metrics if r.get("teacher/accuracy"))
     curve = eval_curve(run)
     per_step = cfg["rollout"]["n"] * cfg["rollout"]["prompts_per_step"]
     row = {"arm": "GRPO (grpo_mix=1)" if float(cfg["grpo_mix"]) == 1 else f"OPD (alpha={cfg['alpha']})",
@@ -62,10 +66,14 @@ def table(rows: list[dict], shares: list[float]) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("study", type=Path, help="the study's directory (its alpha/ and grpo/ sweeps)")
-    ap.add_argument("--share", type=float, nargs="+", default=[0.9, 0.5], help="shares of the gap")
+    ap.add_argument("--share", type=float, nargs="+", default=[0.9, 0.5, 0.2], help="shares of the gap")
     args = ap.parse_args()
     runs = [p.parent for sweep in ("alpha", "grpo") for p in sorted((args.study / sweep).glob("*/metrics.csv"))]
-    rows = [run_row(r, args.share) for r in runs]
+    teachers = {t for t in map(teacher_accuracy, runs) if t is not None}
+    if len(teachers) != 1:
+        raise SystemExit(f"error: expected one teacher accuracy over the OPD runs, found {sorted(teachers)}")
+    teacher = teachers.pop()
+    rows = [run_row(r, args.share, teacher) for r in runs]
     rows = [r for r in rows if r["arm"] != "OPD (alpha=1.25)"]
     print(table(rows, args.share))
 

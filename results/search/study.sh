@@ -44,8 +44,9 @@ start=$(date +%s)
 sweep pressure '+sweep=[pressure,seeds]' teacher=hinted pressure=full,positive,rlrt & sleep 20
 # (b) the stronger teacher (strong-to-weak): alpha 1 (OPD) vs 1.25 (ExOPD)
 sweep alpha '+sweep=[alpha_x_mix,seeds]' teacher=rl_checkpoint alpha=1,1.25 grpo_mix=0 & sleep 20
-# (c) reference = the teacher's pre-RL base vs the student (alpha=1.25; the student arm is (b)'s)
-sweep reference '+sweep=[reference,seeds]' teacher=rl_checkpoint reference=pre_rl alpha=1.25 & sleep 20
+# (c) reference = the teacher's pre-RL base vs the student (alpha=1.25; the student arm is (b)'s);
+# the reference sweep keeps the default 32 x 1 batch: set to alpha_x_mix's 8 x 4 so the arms match
+sweep reference '+sweep=[reference,seeds]' teacher=rl_checkpoint reference=pre_rl alpha=1.25 rollout.n=4 rollout.prompts_per_step=8 & sleep 20
 # (e) GRPO alone, the same rollouts (OPD's arm is (b)'s alpha=1)
 sweep grpo '+sweep=[alpha_x_mix,seeds]' teacher=rl_checkpoint alpha=1 grpo_mix=1 & sleep 20
 # (d) merged experts (each domain's prompts scored by its expert): the student against each expert on its own domain

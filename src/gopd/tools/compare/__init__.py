@@ -137,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     name = args.name or default_name(c.runs)
     out = output_dir(Path("results"), name, args.force)
-    if out.name != name:
+    if out != Path("results") / name:
         print(f"results/{name}/ already holds a comparison (--force replaces it): writing {out}/ instead")
     command = "python -m gopd.tools.compare " + shlex.join(sys.argv[1:] if argv is None else argv)
     rows = table_rows(c)
