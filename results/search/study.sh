@@ -2,7 +2,7 @@
 # The study on the search world (+world=search, shipped: src/gopd/toy/worlds/search): the seeds'
 # five claims, 3 seeds per arm, on the local SLURM cluster, then the tables and plots under
 # results/search/<name>/. From the repository root:
-#   bash results/search/study.sh                 # 24 runs, ~1.3 hours on 2 cores (two runs at a time)
+#   bash results/search/study.sh                 # 24 runs, ~2 hours on 2 cores (two runs at a time)
 #   bash results/search/study.sh compare DIR     # only re-make the tables from a finished study in DIR
 set -euo pipefail
 cd "$(dirname "$0")/../.."
