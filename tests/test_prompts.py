@@ -43,3 +43,35 @@ def test_schema_accepts_a_name_or_a_template_with_the_hint_and_a_problem(templat
     else:
         with pytest.raises(ValidationError):
             check.validate_python(template)
+
+
+class CountingTokenizer:
+    """A tokenizer stand-in (no model needed): a chat template of one line, ids = character codes, calls counted."""
+
+    def __init__(self):
+        self.calls = 0
+
+    def apply_chat_template(self, messages, tokenize, add_generation_prompt, **kw):
+        return f"<user>{messages[0]['content']}<assistant>"
+
+    def __call__(self, text, add_special_tokens):
+        self.calls += 1
+        return {"input_ids": [ord(c) for c in text]}
+
+
+def test_a_builder_renders_each_prompt_once_and_hands_out_copies(monkeypatch):
+    from gopd import prompts
+    from gopd.prompts import PromptBuilder
+
+    tok = CountingTokenizer()
+    student, teacher = PromptBuilder(tok), PromptBuilder(tok, hint_field="hint")
+    rows = [{"problem": "1+1", "hint": "2"}, {"problem": "2+2", "hint": "4"}] * 4  # 4 samples of 2 prompts
+    ids = student.batch_ids(rows)
+    assert ids[0] == [ord(c) for c in "<user>1+1<assistant>"] and ids[1] != ids[0] and tok.calls == 2
+    assert teacher.ids(rows[0]) == [ord(c) for c in "<user>1+1\nHint: 2<assistant>"] and tok.calls == 3
+    ids[0].append(0)  # a caller's list is its own
+    assert student.ids(rows[0]) == ids[2] and tok.calls == 3
+    assert student.ids({"problem": "1+1", "hint": "other"}) == ids[2]  # the student's prompt ignores the hint
+    monkeypatch.setattr(prompts, "CACHED_PROMPTS", 2)
+    student.ids({"problem": "3+3"})  # full: starts over, still correct
+    assert student.ids(rows[1]) == ids[1] and len(student._rendered) <= 2

@@ -56,9 +56,16 @@ def prompt_style(cfg) -> dict:
             "template_kwargs": {str(k): v for k, v in kwargs.items()}}
 
 
+CACHED_PROMPTS = 4096  # rendered prompts a builder keeps: a step's rows (n samples of a prompt, every scorer of it)
+
+
 @dataclass(frozen=True)
 class PromptBuilder:
-    """Row -> prompt token ids. ``hint_field=None`` is the student's prompt."""
+    """Row -> prompt token ids. ``hint_field=None`` is the student's prompt.
+
+    Rendering and tokenising is pure Python; a row's ids are kept (up to ``CACHED_PROMPTS``), so
+    the n samples of a prompt and the scorers sharing this builder render it once per step.
+    """
 
     tokenizer: object
     hint_field: str | None = None
@@ -66,6 +73,7 @@ class PromptBuilder:
     problem_field: str = "problem"
     problem_template: str = PROBLEM
     template_kwargs: Mapping = field(default_factory=dict)
+    _rendered: dict = field(default_factory=dict, compare=False, repr=False)
 
     def text(self, row: Mapping) -> str:
         hint = None if self.hint_field is None else str(row[self.hint_field])
@@ -73,7 +81,13 @@ class PromptBuilder:
                              self.problem_template, **self.template_kwargs)
 
     def ids(self, row: Mapping) -> list[int]:
-        return self.tokenizer(self.text(row), add_special_tokens=False)["input_ids"]
+        key = (str(row[self.problem_field]), None if self.hint_field is None else str(row[self.hint_field]))
+        ids = self._rendered.get(key)
+        if ids is None:
+            if len(self._rendered) >= CACHED_PROMPTS:
+                self._rendered.clear()
+            ids = self._rendered[key] = tuple(self.tokenizer(self.text(row), add_special_tokens=False)["input_ids"])
+        return list(ids)
 
     def batch_ids(self, rows: list[Mapping]) -> list[list[int]]:
         return [self.ids(r) for r in rows]

@@ -282,7 +282,7 @@ class Session:
         from gopd.lora import prepare_student
         from gopd.module import GOPDModule
         from gopd.pool import ModelPool, load_model
-        from gopd.prompts import PromptBuilder, log_prompts, prompt_style
+        from gopd.prompts import log_prompts, prompt_style
         from gopd.rollout import build_rollout
         from gopd import strategy
         from gopd.strategy import wants_activation_checkpointing
@@ -305,7 +305,7 @@ class Session:
             teacher = TEACHERS[cfg.teacher.name](cfg.teacher, ctx)
             if cfg.alpha != 1:  # at alpha = 1 the reference cancels exactly: not even loaded
                 reference = REFERENCES[cfg.reference.name](cfg.reference, ctx, teacher)
-        student_prompts = PromptBuilder(res.tokenizer, problem_field=cfg.data.problem_field, **ctx.prompt_style)
+        student_prompts = ctx.plain_prompts()
         log_prompts(res.train[0], student_prompts,
                     {"teacher": teacher, "reference": None if reference is teacher else reference}, self.run_dir)
         stream = PromptStream(res.train, cfg.rollout.prompts_per_step, cfg.seed)

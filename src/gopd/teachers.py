@@ -30,9 +30,14 @@ class Context:
     chunk_size: int
     ema: list[EMA] = field(default_factory=list)  # EMA teachers to update after each step
     prompt_style: dict = field(default_factory=dict)  # problem template + chat-template kwargs (prompts.prompt_style)
+    _plain: PromptBuilder | None = field(default=None, init=False, repr=False)
 
     def plain_prompts(self) -> PromptBuilder:
-        return PromptBuilder(self.tokenizer, problem_field=self.problem_field, **self.prompt_style)
+        """The student's prompt builder, one instance: the rollout and every plain-prompt scorer
+        share its rendered prompts."""
+        if self._plain is None:
+            self._plain = PromptBuilder(self.tokenizer, problem_field=self.problem_field, **self.prompt_style)
+        return self._plain
 
     def frozen(self, path: str) -> torch.nn.Module:
         """The frozen model of checkpoint ``path``, loaded once. With a LoRA student, its own
