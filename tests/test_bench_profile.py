@@ -38,3 +38,6 @@ def test_profile_of_a_real_run_adds_up_to_the_step(capsys):
         assert category in rows, (category, out)
     assert sum(map(float, rows.values())) == pytest.approx(100, abs=0.5)
     assert re.search(r"stages \(wall, perf/\*_s\): rollout \d+%, score \d+%, update \d+%", out)
+    around = float(re.search(r"\*\*outside model compute\*\* \| \| [\d.]+ \| \*\*([\d.]+)%", out).group(1))
+    beyond = float(re.search(r"\*\*outside forward, backward and generate\*\* \| \| [\d.]+ \| \*\*([\d.]+)%", out).group(1))
+    assert beyond == pytest.approx(around - float(rows[profile.GENERATE]), abs=0.11)

@@ -46,7 +46,8 @@ def test_schema_accepts_a_name_or_a_template_with_the_hint_and_a_problem(templat
 
 
 class CountingTokenizer:
-    """A tokenizer stand-in (no model needed): a chat template of one line, ids = character codes, calls counted."""
+    """A tokenizer stand-in (no model needed): a chat template of one line, ids = character codes;
+    counts the texts it tokenised."""
 
     def __init__(self):
         self.calls = 0
@@ -54,9 +55,9 @@ class CountingTokenizer:
     def apply_chat_template(self, messages, tokenize, add_generation_prompt, **kw):
         return f"<user>{messages[0]['content']}<assistant>"
 
-    def __call__(self, text, add_special_tokens):
-        self.calls += 1
-        return {"input_ids": [ord(c) for c in text]}
+    def __call__(self, texts, add_special_tokens):
+        self.calls += len(texts)
+        return {"input_ids": [[ord(c) for c in text] for text in texts]}
 
 
 def test_a_builder_renders_each_prompt_once_and_hands_out_copies(monkeypatch):

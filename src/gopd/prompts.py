@@ -80,17 +80,23 @@ class PromptBuilder:
         return render_prompt(self.tokenizer, str(row[self.problem_field]), hint, self.hint_template,
                              self.problem_template, **self.template_kwargs)
 
+    def _key(self, row: Mapping) -> tuple[str, str | None]:
+        return str(row[self.problem_field]), None if self.hint_field is None else str(row[self.hint_field])
+
     def ids(self, row: Mapping) -> list[int]:
-        key = (str(row[self.problem_field]), None if self.hint_field is None else str(row[self.hint_field]))
-        ids = self._rendered.get(key)
-        if ids is None:
-            if len(self._rendered) >= CACHED_PROMPTS:
-                self._rendered.clear()
-            ids = self._rendered[key] = tuple(self.tokenizer(self.text(row), add_special_tokens=False)["input_ids"])
-        return list(ids)
+        return self.batch_ids([row])[0]
 
     def batch_ids(self, rows: list[Mapping]) -> list[list[int]]:
-        return [self.ids(r) for r in rows]
+        """Each row's prompt ids; the prompts not kept yet are tokenised in one call."""
+        keys = [self._key(r) for r in rows]
+        todo = {k: r for k, r in zip(keys, rows) if k not in self._rendered}
+        if todo:
+            if len(self._rendered) + len(todo) > CACHED_PROMPTS:
+                self._rendered.clear()
+            texts = [self.text(r) for r in todo.values()]
+            for key, ids in zip(todo, self.tokenizer(texts, add_special_tokens=False)["input_ids"]):
+                self._rendered[key] = tuple(ids)
+        return [list(self._rendered[k]) for k in keys]
 
 
 def log_prompts(row: Mapping, student_prompts: PromptBuilder, scorers: Mapping, run_dir=None) -> str:

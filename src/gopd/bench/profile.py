@@ -201,6 +201,8 @@ def report(steps: list[dict], shares: dict[str, float], args, overrides: list[st
     for c, v in sorted(per_step.items(), key=lambda kv: (_kind(kv[0]) != MODEL, -kv[1])):
         lines.append(f"| {c} | {_kind(c)} | {1000 * v:.1f} | {v / total:.1%} |")
     lines.append(f"| **outside model compute** | | {1000 * around:.1f} | **{around / total:.1%}** |")
+    beyond = around - per_step.get(GENERATE, 0.0)  # generate's own loop counted as generate
+    lines.append(f"| **outside forward, backward and generate** | | {1000 * beyond:.1f} | **{beyond / total:.1%}** |")
     lines.append(f"| step (sum of medians) | | {1000 * total:.1f} | |")
     return "\n".join(lines)
 
