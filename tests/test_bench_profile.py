@@ -31,13 +31,13 @@ def test_profile_of_a_real_run_adds_up_to_the_step(capsys):
     assert profile.main(["--steps", "2", "--warmup", "1", "teacher=rl_checkpoint", "estimator=full",
                          "rollout.prompts_per_step=4", "rollout.max_new_tokens=16"]) == 0
     out = capsys.readouterr().out
-    rows = dict(re.findall(r"^\| ([^|*]+?) \| (?:model|around) \| [\d.]+ \| ([\d.]+)% \|$", out, re.M))
+    rows = dict(re.findall(r"^\| ([^|*]+?) \| (?:model|around) \| [\d.]+ \| [\d.]+ \| ([\d.]+)% \|$", out, re.M))
     for category in ("forward: student, sampling", "forward: student, with grad", "forward: teacher / reference, no grad",
                      "backward", "optimizer step", "vocabulary loss: LM heads + KL (chunked)", profile.GENERATE,
                      "prompts: render + tokenise", "verify answers", profile.BETWEEN):
         assert category in rows, (category, out)
     assert sum(map(float, rows.values())) == pytest.approx(100, abs=0.5)
     assert re.search(r"stages \(wall, perf/\*_s\): rollout \d+%, score \d+%, update \d+%", out)
-    around = float(re.search(r"\*\*outside model compute\*\* \| \| [\d.]+ \| \*\*([\d.]+)%", out).group(1))
-    beyond = float(re.search(r"\*\*outside forward, backward and generate\*\* \| \| [\d.]+ \| \*\*([\d.]+)%", out).group(1))
+    around = float(re.search(r"\*\*outside model compute\*\* \| \| \| [\d.]+ \| \*\*([\d.]+)%", out).group(1))
+    beyond = float(re.search(r"\*\*outside forward, backward and generate\*\* \| \| \| [\d.]+ \| \*\*([\d.]+)%", out).group(1))
     assert beyond == pytest.approx(around - float(rows[profile.GENERATE]), abs=0.11)
