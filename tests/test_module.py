@@ -14,7 +14,7 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
-from test_train import compose_cfg  # the miniature world's config
+from test_train import compose_cfg, read_metrics  # the miniature world's config; metrics.csv rows
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -52,7 +52,7 @@ def test_no_batch_by_length_by_vocabulary_tensor_in_a_run(toy_world_mini, tmp_pa
     with LargestLogits(vocab) as probe:
         summary = run(cfg, tmp_path, estimator)
     assert summary["status"] == "completed"
-    rows = _metrics(tmp_path)
+    rows = read_metrics(tmp_path)
     longest = max(float(r["train/response_len_p90"]) for r in rows if r.get("train/response_len_p90"))
     assert longest >= 4, "completions too short for the probe to tell [B, T, V] from [B, V]"
     assert probe.numel <= max(CHUNK, ROWS) * vocab, probe.where
@@ -86,9 +86,3 @@ def _vocab_size(world) -> int:
 
     return int(json.loads((world / "student" / "config.json").read_text())["vocab_size"])
 
-
-def _metrics(run_dir) -> list[dict]:
-    import csv
-
-    with open(run_dir / "metrics.csv") as f:
-        return list(csv.DictReader(f))

@@ -76,12 +76,15 @@ class PromptBuilder:
     _rendered: dict = field(default_factory=dict, compare=False, repr=False)
 
     def text(self, row: Mapping) -> str:
-        hint = None if self.hint_field is None else str(row[self.hint_field])
-        return render_prompt(self.tokenizer, str(row[self.problem_field]), hint, self.hint_template,
-                             self.problem_template, **self.template_kwargs)
+        return self._render(*self._key(row))
 
     def _key(self, row: Mapping) -> tuple[str, str | None]:
+        """What the prompt depends on: the problem, and the hint for a teacher's builder."""
         return str(row[self.problem_field]), None if self.hint_field is None else str(row[self.hint_field])
+
+    def _render(self, problem: str, hint: str | None) -> str:
+        return render_prompt(self.tokenizer, problem, hint, self.hint_template, self.problem_template,
+                             **self.template_kwargs)
 
     def ids(self, row: Mapping) -> list[int]:
         return self.batch_ids([row])[0]
@@ -89,11 +92,11 @@ class PromptBuilder:
     def batch_ids(self, rows: list[Mapping]) -> list[list[int]]:
         """Each row's prompt ids; the prompts not kept yet are tokenised in one call."""
         keys = [self._key(r) for r in rows]
-        todo = {k: r for k, r in zip(keys, rows) if k not in self._rendered}
+        todo = list(dict.fromkeys(k for k in keys if k not in self._rendered))
         if todo:
             if len(self._rendered) + len(todo) > CACHED_PROMPTS:
                 self._rendered.clear()
-            texts = [self.text(r) for r in todo.values()]
+            texts = [self._render(*k) for k in todo]
             for key, ids in zip(todo, self.tokenizer(texts, add_special_tokens=False)["input_ids"]):
                 self._rendered[key] = tuple(ids)
         return [list(self._rendered[k]) for k in keys]
