@@ -71,7 +71,7 @@ def _batch(tok, ranks: list[int]) -> tuple[RolloutBatch, torch.Tensor]:
 def _step(student, estimator, tok, ranks):
     """One backward of the scaled loss (as GOPDModule.training_step); grads and metrics."""
     batch, rewards = _batch(tok, ranks)
-    step = estimator(student, batch, rewards, tok.pad_token_id)
+    step = estimator(student, batch, lambda: rewards, tok.pad_token_id)
     n_all = distributed.global_tokens(batch.num_tokens)
     (step.loss * distributed.token_scale(batch.num_tokens, n_all)).backward()
     metrics = {"train/loss": float(step.loss.detach()), "train/reward": float(rewards.mean()), **step.diagnostics}

@@ -1,5 +1,6 @@
 """Rollouts: completion masks, generation against a plain forward, seeding, groups."""
 
+import pytest
 import torch
 from omegaconf import OmegaConf
 
@@ -13,11 +14,12 @@ def test_completion_mask_stops_after_first_eos():
     assert completion_mask(ids, eos_id=2).tolist() == [[1, 1, 1, 0, 0], [1, 1, 1, 1, 1], [1, 0, 0, 0, 0]]
 
 
-def test_greedy_left_padded_batch_matches_unpadded_forward(toy_world_mini):
+@pytest.mark.parametrize("cache", ["dynamic", "static"])
+def test_greedy_left_padded_batch_matches_unpadded_forward(toy_world_mini, cache):
     model = load_model(str(toy_world_mini / "teacher"))
     tok = load_tokenizer(str(toy_world_mini / "teacher"))
     prompts = PromptBuilder(tok).batch_ids([{"problem": "12+345"}, {"problem": "7*8"}])
-    ids, mask = hf_generate(model, tok, prompts, max_new_tokens=6, greedy=True)
+    ids, mask = hf_generate(model, tok, prompts, max_new_tokens=6, greedy=True, cache=cache)
     for i, p in enumerate(prompts):  # unpadded step-by-step argmax of the same row
         seq = list(p)
         for t in range(int(mask[i].sum())):
@@ -26,10 +28,24 @@ def test_greedy_left_padded_batch_matches_unpadded_forward(toy_world_mini):
             seq.append(nxt)
 
 
+def test_static_cache_generates_what_the_dynamic_one_does(toy_world_mini):
+    from gopd.toy.data import load_split
+
+    model = load_model(str(toy_world_mini / "student"))
+    tok = load_tokenizer(str(toy_world_mini / "student"))
+    rows = load_split(str(toy_world_mini / "data" / "test.parquet")).select(range(16)).to_list()
+    prompts = PromptBuilder(tok).batch_ids(rows)
+    assert len({len(p) for p in prompts}) > 1  # left padding is exercised
+    dyn = hf_generate(model, tok, prompts, max_new_tokens=24, greedy=True)
+    static = hf_generate(model, tok, prompts, max_new_tokens=24, greedy=True, cache="static")
+    assert torch.equal(dyn[0], static[0]) and torch.equal(dyn[1], static[1])
+
+
 def test_sampling_is_seeded_and_groups_are_contiguous(toy_world_mini):
     model = load_model(str(toy_world_mini / "student"))
     tok = load_tokenizer(str(toy_world_mini / "student"))
-    r = OmegaConf.create({"name": "hf", "n": 3, "max_new_tokens": 8, "temperature": 1.0, "top_p": 1.0})
+    r = OmegaConf.create({"name": "hf", "n": 3, "max_new_tokens": 8, "temperature": 1.0, "top_p": 1.0,
+                          "cache": "dynamic"})
     engine = build_rollout(r, model, tok, PromptBuilder(tok))
     rows = [{"problem": "12+34"}, {"problem": "5*6"}]
     torch.manual_seed(0)

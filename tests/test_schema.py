@@ -326,6 +326,7 @@ def test_the_names_in_the_schema_are_the_code_s():
     from gopd.teachers import REFERENCES, TEACHERS
     from gopd.toy.build import RECIPES
     from gopd.rollout.vllm import LOGPROBS_MODES
+    from gopd.rollout.hf import CACHES
 
     fields_ = TrainConfig.model_fields
     assert set(schema._tags(fields_["teacher"].annotation)) == set(TEACHERS)
@@ -337,6 +338,7 @@ def test_the_names_in_the_schema_are_the_code_s():
     assert set(schema.DTYPES) == set(DTYPES)
     assert set(schema.TOY_VARIANTS) == set(RECIPES)
     assert set(schema.LOGPROBS_MODES) == set(LOGPROBS_MODES)
+    assert set(schema.CACHES) == set(CACHES)
 
 
 # ------------------------------------------------------------------------------ through the real CLI

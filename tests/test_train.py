@@ -253,3 +253,22 @@ def test_code_version_is_the_checkout_commit_and_none_outside_a_checkout(tmp_pat
         assert code_version().split("+")[0] == head.stdout.strip()
     (tmp_path / "pyproject.toml").write_text("")  # a folder that is no gopd checkout, even inside a repository
     assert code_version(tmp_path) is None and code_version(ROOT / "src") is None
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("estimator,pressure", [("token", "full"), ("full", "flip_correct")])
+def test_verify_workers_train_as_inline_verification_does(toy_world_mini, tmp_path, estimator, pressure):
+    """Rewards from worker processes (overlapping the forwards) give the inline run's every metric."""
+    common = [f"estimator={estimator}", f"pressure={pressure}", "grpo_mix=0.5", "rollout.n=4",
+              "rollout.prompts_per_step=8", "trainer.max_steps=3", "model.toy_variant=full", "rollout.max_new_tokens=48"]
+    runs = {}
+    for workers in (0, 2):
+        out = tmp_path / f"w{workers}"
+        out.mkdir()
+        summary = run(compose_cfg([*common, f"verify.workers={workers}"]), out, f"w{workers}")
+        assert summary["status"] == "completed" and summary["steps"] == 3
+        runs[workers] = read_metrics(out)
+    keys = [k for k in runs[0][0] if k.startswith(("train/reward", "train/loss", "opd/", "grpo/"))]
+    assert "train/reward" in keys and "train/loss" in keys
+    assert [[r[k] for k in keys] for r in runs[0]] == [[r[k] for k in keys] for r in runs[2]]
+    assert any(float(r["train/reward"]) > 0 for r in runs[0] if r["train/reward"])  # rewards did something

@@ -5,7 +5,9 @@
     topk    the teacher's top-k entries plus the sampled token, the rest as one tail bucket
 
 Each is an object with one call, ``estimator(student, batch, rewards, pad_id) -> StepLoss``
-(loss, diagnostics, the values checked for non-finite entries, per-token traces on demand). GRPO
+(loss, diagnostics, the values checked for non-finite entries, per-token traces on demand);
+``rewards()`` gives the verified rewards and is called only once the forwards that do not need
+them have run (verification may still be going on in worker processes, ``gopd.rewards``). GRPO
 mixes in at one place, ``mixed_loss``. With ``grpo_mix = 1`` there is no teacher and every
 estimator is the sampled-token GRPO loss.
 """
@@ -19,6 +21,7 @@ import torch
 from torch import Tensor
 
 from gopd import distributed, objective
+from gopd.rewards import Rewards
 from gopd.rollout import RolloutBatch, logp_gap_metrics
 from gopd.scoring import Scorer, completion_logprobs
 
@@ -135,12 +138,13 @@ class TokenEstimator:
     def __init__(self, teacher: Scorer | None, reference: Scorer | None, settings: Settings):
         self.teacher, self.reference, self.settings = teacher, reference, settings
 
-    def __call__(self, student, batch: RolloutBatch, rewards: Tensor, pad_id: int) -> StepLoss:
+    def __call__(self, student, batch: RolloutBatch, rewards: Rewards, pad_id: int) -> StepLoss:
         s = self.settings
         logp = completion_logprobs(student, batch.prompt_ids, batch.completion_ids, batch.mask, pad_id,
                                    chunk_size=s.chunk_size)
         old = logp.detach()  # one update per rollout batch: pi_old is the current policy
         q, r = sampled_scores(self.teacher, self.reference, batch, pad_id)
+        rewards = rewards()
         grpo = grpo_advantages(s, batch, rewards)
         opd = opd_advantages(s, batch, old, q, r, rewards, grpo)
         loss, adv = mixed_loss(s, batch, logp, grpo, opd_adv=opd)
@@ -159,14 +163,15 @@ class VocabEstimator:
     def __init__(self, teacher: Scorer, reference: Scorer | None, settings: Settings, *, kind: str, k: int = 32):
         self.teacher, self.reference, self.settings, self.kind, self.k = teacher, reference, settings, kind, k
 
-    def __call__(self, student, batch: RolloutBatch, rewards: Tensor, pad_id: int) -> StepLoss:
+    def __call__(self, student, batch: RolloutBatch, rewards: Rewards, pad_id: int) -> StepLoss:
         from gopd.logprobs import token_logprobs_from_hidden
         from gopd.vocab import completion_hidden, vocab_opd_loss
 
         s = self.settings
         hidden = completion_hidden(student, batch.prompt_ids, batch.completion_ids, batch.mask, pad_id)
+        correct = rewards() > 0.5 if s.pressure == "flip_correct" else None  # else verification runs on meanwhile
         vl = vocab_opd_loss(student, self.teacher, self.reference, batch, pad_id, estimator=self.kind, k=self.k,
-                            alpha=s.alpha, pressure=s.pressure, clip=s.clip, correct=rewards > 0.5,
+                            alpha=s.alpha, pressure=s.pressure, clip=s.clip, correct=correct,
                             chunk_size=s.chunk_size, student_hidden=hidden)
         logp, gap = None, {}
         if s.grpo_mix > 0 or batch.rollout_logp is not None:  # the sampled token's log-prob: GRPO's and the rollout gap's
@@ -176,7 +181,7 @@ class VocabEstimator:
             logp = torch.where(batch.mask.bool(), logp, torch.zeros_like(logp))
             if batch.rollout_logp is not None:
                 gap = logp_gap_metrics(logp, batch.rollout_logp, batch.mask)
-        grpo = grpo_advantages(s, batch, rewards)
+        grpo = grpo_advantages(s, batch, rewards())
         loss, _ = mixed_loss(s, batch, logp, grpo, opd_loss=vl.loss)
         diag = objective.opd_diagnostics(vl.expected_adv, None, None, batch.mask, vl.expected_adv, grpo,
                                          batch.group_ids) | vl.metrics | gap  # grpo/*, mix/*; exact vocab terms win

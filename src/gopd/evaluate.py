@@ -14,7 +14,8 @@ from gopd.verifier import verify_batch
 def greedy_accuracy(model, tokenizer, prompts, rows: Sequence[Mapping], **kw) -> dict[str, float]:
     """``{"accuracy", "response_len", "accuracy/<domain>"...}`` of greedy answers on ``rows``.
 
-    Keywords: ``answer_field``, ``domain_field``, ``max_new_tokens``, ``batch_size``, ``answer_extract``.
+    Keywords: ``answer_field``, ``domain_field``, ``max_new_tokens``, ``batch_size``, ``answer_extract``,
+    ``cache`` (``hf_generate``'s KV cache).
     """
     res = _per_row(model, tokenizer, prompts, rows, **kw)
     return summarize(rows, [ok for ok, _ in res], [n for _, n in res], kw["domain_field"])
@@ -33,7 +34,7 @@ def scorer_accuracy(scorer: Scorer, tokenizer, rows: Sequence[Mapping], **kw) ->
 
 
 def _per_row(model, tokenizer, prompts, rows, *, answer_field, domain_field, max_new_tokens, batch_size,
-             answer_extract="boxed"):
+             answer_extract="boxed", cache="dynamic"):
     """(correct, length) per row. Several ranks split the rows (rank r takes every W-th from r) and
     gather the verdicts; every rank runs as many ``generate`` calls as the busiest (a rank with no
     rows left repeats one and drops it), as a sharded model needs."""
@@ -42,7 +43,8 @@ def _per_row(model, tokenizer, prompts, rows, *, answer_field, domain_field, max
     for c in range(calls):
         idx = mine[c * batch_size:(c + 1) * batch_size]
         chunk = [rows[i] for i in idx] or rows[:1]
-        ids, mask = hf_generate(model, tokenizer, prompts.batch_ids(chunk), max_new_tokens=max_new_tokens, greedy=True)
+        ids, mask = hf_generate(model, tokenizer, prompts.batch_ids(chunk), max_new_tokens=max_new_tokens, greedy=True,
+                                 cache=cache)
         ok = verify_batch(decode(tokenizer, ids, mask), [str(r[answer_field]) for r in chunk], how=answer_extract)
         out.update(zip(idx, zip(ok, mask.sum(-1).tolist())))
     out = distributed.gather_dict(out)

@@ -21,10 +21,10 @@ from gopd import distributed, strategy
 from gopd.callbacks import NonFiniteError, StepRecord
 from gopd.evaluate import greedy_accuracy, scorer_accuracy
 from gopd.perf import StageClock
+from gopd.rewards import Verification
 from gopd.rollout import RolloutBatch, decode
 from gopd.traces import Tracer
 from gopd.responses import SEARCH_EXTRACT, length_metrics, search_metrics
-from gopd.verifier import verify_batch
 
 log = logging.getLogger("gopd")
 
@@ -38,7 +38,7 @@ class GOPDModule(L.LightningModule):
 
     def __init__(self, *, student, tokenizer, rollout, estimator, teacher, ema, student_prompts,
                  eval_rows: Sequence[Mapping], stream, optim, max_steps: int, evaluation: Mapping,
-                 tracer: Tracer = Tracer(), frozen_models: Sequence[torch.nn.Module] = (),
+                 verification: Verification, tracer: Tracer = Tracer(), frozen_models: Sequence[torch.nn.Module] = (),
                  shardable: Sequence[torch.nn.Module] = ()):
         super().__init__()
         self.automatic_optimization = False
@@ -49,6 +49,7 @@ class GOPDModule(L.LightningModule):
         self.teacher = teacher            # Scorer or None (pure GRPO); evaluated once at the start
         self.optim = optim                # the optim section
         self.evaluation = dict(evaluation)  # greedy evaluation: answer/domain fields, max_new_tokens, batch_size
+        self.verification = verification  # the rollouts' rewards: inline or in worker processes
         self.tracer = tracer
         self.ema = list(ema)
         self.student_prompts = student_prompts
@@ -84,6 +85,9 @@ class GOPDModule(L.LightningModule):
 
         self._pending_rng = None if self.resume_state is None else self.resume_state["rng"]
         self.rollout.sync(self.student)  # vLLM started on the checkpoint; a resumed student has moved on
+
+    def teardown(self, stage: str) -> None:
+        self.verification.close()
 
     def resume_payload(self) -> dict:
         """The module's part of what an identical resume needs (plain values and tensors; the
@@ -121,8 +125,10 @@ class GOPDModule(L.LightningModule):
         batch = self.rollout.sample(rows)                                                   # rollout
         clock.lap("rollout")
 
-        texts, rewards = self._verify(batch)                                                # verify
-        step = self.estimator(self.student, batch, rewards, pad)                            # score -> advantages -> loss
+        texts = decode(self.tokenizer, batch.completion_ids, batch.mask)
+        pending = self.verification.submit(batch.rows, texts, batch.mask.device)           # verify (in the background)
+        step = self.estimator(self.student, batch, pending, pad)                            # score -> advantages -> loss
+        rewards = pending()
         n_tok, n_all = batch.num_tokens, distributed.global_tokens(batch.num_tokens)
         loss = step.loss * distributed.token_scale(n_tok, n_all)  # global token mean over the ranks
         if self.tracer.due(self.batches):
@@ -157,12 +163,6 @@ class GOPDModule(L.LightningModule):
         if self.batches >= self.max_steps:
             self.trainer.should_stop = True
         return {"record": record}
-
-    def _verify(self, batch: RolloutBatch) -> tuple[list[str], torch.Tensor]:
-        texts = decode(self.tokenizer, batch.completion_ids, batch.mask)
-        answers = [str(row[self.evaluation["answer_field"]]) for row in batch.rows]
-        how = self.evaluation.get("answer_extract", "boxed")
-        return texts, torch.tensor(verify_batch(texts, answers, how=how), dtype=torch.float32, device=batch.mask.device)
 
     def _response_shape(self, batch: RolloutBatch, texts: list[str], rewards, advantages) -> dict[str, float]:
         """Length spread; in a search world, tries and the pressure on them (``gopd.responses``)."""

@@ -289,6 +289,7 @@ class Session:
         from gopd.estimators import Settings, build_estimator
         from gopd.teachers import REFERENCES, TEACHERS, Context
         from gopd.traces import Tracer
+        from gopd.rewards import Verification
         from gopd.validate import needs_teacher
 
         cfg, res = self.cfg, self.res
@@ -320,7 +321,10 @@ class Session:
                             stream=stream, optim=cfg.optim, max_steps=cfg.trainer.max_steps,
                             evaluation=dict(answer_field=d.answer_field, domain_field=d.domain_field,
                                             max_new_tokens=e.max_new_tokens, batch_size=e.batch_size,
-                                            answer_extract=d.get("answer_extract", "boxed")),
+                                            answer_extract=d.get("answer_extract", "boxed"),
+                                            cache=cfg.rollout.cache),
+                            verification=Verification(d.answer_field, d.get("answer_extract", "boxed"),
+                                                      cfg.verify.workers),
                             tracer=Tracer.from_config(cfg), frozen_models=pool.models(),
                             shardable=single_route_models([teacher, reference], pool.models()) + [e.model for e in ctx.ema])
         return module, stream, pool

@@ -67,6 +67,7 @@ HINT_WEIGHTS = ("initial", "live", "ema")                           # gopd.teach
 HINT_TEMPLATE_NAMES = ("opsd",)                                       # gopd.prompts.HINT_TEMPLATES
 PRESSURES = ("full", "positive", "negative", "flip_correct", "rlrt", "rlsd")  # gopd.objective.PRESSURES + REWEIGHTED
 LOGPROBS_MODES = ("processed_logprobs", "raw_logprobs")             # gopd.rollout.vllm.LOGPROBS_MODES
+CACHES = ("dynamic", "static")                                      # gopd.rollout.hf.CACHES
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps", "tpu", "hpu")  # Lightning's accelerator names
 PRECISIONS = (64, 32, 16, "64", "32", "16", "bf16", "64-true", "32-true", "16-true", "bf16-true", "16-mixed",
               "bf16-mixed", "transformer-engine", "transformer-engine-float16")  # Lightning's precision inputs
@@ -259,6 +260,7 @@ class HFRollout(Keys):
     max_new_tokens: Int = F("completion budget per rollout", gt=0)
     temperature: Number = F("sampling temperature (log-probs are scored at temperature 1)", gt=0)
     top_p: Number = F("nucleus sampling threshold (1 = off: keeps rollouts on-policy)", gt=0, le=1)
+    cache: Literal[CACHES] = F("HF generate's KV cache (HF rollouts and evaluation): dynamic | static (preallocated)")
 
 
 class VLLMRollout(HFRollout):
@@ -423,6 +425,10 @@ class Traces(Keys):
     rollouts: Int = F("rollouts saved per traced step", 4, ge=1)
 
 
+class Verify(Keys):
+    workers: Int = F("processes that verify a batch's answers while the step's forwards run; 0 = inline", 0, ge=0)
+
+
 class Eval(Keys):
     every_n_steps: Int = F("held-out greedy evaluation period (also at start and end); 0 = start and end only", ge=0)
     n_problems: Int = F("held-out problems per evaluation (first n of the test split)", ge=1)
@@ -456,6 +462,7 @@ class TrainConfig(Keys):
     grpo: GRPO = F("the GRPO outcome advantage")
     checkpoint: Checkpoint = F("resumable checkpoints")
     traces: Traces = F("per-token traces", Traces())
+    verify: Verify = F("answer verification (the reward)", Verify())
     eval: Eval = F("held-out greedy evaluation")
     callbacks: Callbacks = F("bookkeeping, evaluation, checkpointing, progress bar")  # last: it interpolates eval, optim, checkpoint
 

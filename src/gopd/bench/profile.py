@@ -35,7 +35,7 @@ REGIONS = {
     ("transformers.generation.utils", "GenerationMixin.generate"): GENERATE,
     ("gopd.prompts", "PromptBuilder.batch_ids"): "prompts: render + tokenise",
     ("gopd.module", "decode"): "decode completions",
-    ("gopd.module", "verify_batch"): "verify answers",
+    ("gopd.rewards", "Verification.submit"): "verify answers",
     ("gopd.module", "GOPDModule._response_shape"): "step metrics (lengths, tries)",
     ("gopd.scoring", "token_logprobs_from_hidden"): "LM head + log-softmax (chunked)",
     ("gopd.estimators", "completion_logprobs"): "scoring: pack, pad, gather",
@@ -47,6 +47,7 @@ KIND = {"backward": MODEL, "optimizer step": MODEL, "LM head + log-softmax (chun
         "vocabulary loss: LM heads + KL (chunked)": MODEL, "objective math (gopd.objective)": MODEL}
 STEP_REST = "rest of training_step (Python glue)"
 BETWEEN = "between steps (Lightning loop, prompt stream, callbacks, logging)"
+WORKERS = "verify answers, in worker processes (verify.workers)"  # their CPU, beside the trainer's
 
 
 class Regions:
@@ -135,6 +136,7 @@ def _lightning_callback():
 
         def __init__(self, out: str):
             self.out, self.regions, self.steps, self._mark = Path(out), Regions(), [], None
+            self._workers = 0.0
 
         def on_train_start(self, trainer, pl_module):
             _install(self.regions, pl_module)
@@ -142,11 +144,14 @@ def _lightning_callback():
             pl_module.training_step = self.regions.wrap(step.__get__(pl_module), STEP_REST)
 
         def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-            now = time.process_time()
+            now, workers = time.process_time(), pl_module.verification.worker_cpu_s
             if self._mark is not None:
                 spent = self.regions.take()
                 spent[BETWEEN] = now - self._mark - sum(spent.values())
+                if workers > self._workers:
+                    spent[WORKERS] = workers - self._workers
                 self.steps.append(spent)
+            self._workers = workers
             self.regions.take()
             self._mark = now
 

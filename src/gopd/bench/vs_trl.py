@@ -30,12 +30,18 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[3]
 BASELINE = "trl reverse KL"
-ARMS = {  # arm -> gopd's overrides (None: TRL)
-    BASELINE: None,
-    "gopd full": ["estimator=full", "rollout=hf"],
-    "gopd token": ["estimator=token", "rollout=hf"],
-    "gopd topk": ["estimator=topk", "rollout=hf"],
-    "gopd full, vLLM rollouts": ["estimator=full", "rollout=vllm"],
+STATIC = ["rollout.cache=static"]  # both tools: transformers' preallocated KV cache in generate
+ARMS = {  # arm -> (tool, its overrides); TRL reads the generation keys (rollout.cache) from them too
+    BASELINE: ("trl", []),
+    "gopd full": ("gopd", ["estimator=full", "rollout=hf"]),
+    "gopd token": ("gopd", ["estimator=token", "rollout=hf"]),
+    "gopd topk": ("gopd", ["estimator=topk", "rollout=hf"]),
+    "gopd full, vLLM rollouts": ("gopd", ["estimator=full", "rollout=vllm"]),
+    "trl reverse KL, static cache": ("trl", STATIC),
+    "gopd full, static cache": ("gopd", ["estimator=full", "rollout=hf", *STATIC]),
+    "gopd token, static cache": ("gopd", ["estimator=token", "rollout=hf", *STATIC]),
+    "gopd full, verify worker": ("gopd", ["estimator=full", "rollout=hf", "verify.workers=1"]),
+    "gopd token, verify worker": ("gopd", ["estimator=token", "rollout=hf", "verify.workers=1"]),
 }
 DEFAULT_ARMS = ["trl reverse KL", "gopd full", "gopd token", "gopd topk"]
 JOB = ["teacher=rl_checkpoint", "pressure=full", "alpha=1", "grpo_mix=0", "rollout.n=1",
@@ -61,8 +67,9 @@ class _Clock:
         self.marks: list[tuple[float, float]] = []
         self.tokens: list[int] = []
 
-    def mark(self) -> None:
-        self.marks.append((time.process_time(), time.perf_counter()))
+    def mark(self, other_cpu: float = 0.0) -> None:
+        """``other_cpu``: CPU seconds so far of helper processes (gopd's verification workers)."""
+        self.marks.append((time.process_time() + other_cpu, time.perf_counter()))
 
     def write(self) -> None:
         cpu = [b[0] - a[0] for a, b in zip(self.marks, self.marks[1:])][self.warmup:]
@@ -86,7 +93,7 @@ def _lightning_timer():
                 fix_completion_length(pl_module.rollout)
 
         def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-            self.clock.mark()
+            self.clock.mark(pl_module.verification.worker_cpu_s)
 
         def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
             if outputs:
@@ -189,7 +196,8 @@ def run_trl(args, overrides: list[str], out: Path) -> None:
         warmup_steps=int(o.warmup_steps), weight_decay=float(o.weight_decay), adam_beta1=float(o.betas[0]),
         adam_beta2=float(o.betas[1]), max_grad_norm=float(o.grad_clip), optim="adamw_torch", beta=1.0,
         temperature=float(cfg.rollout.temperature), top_p=float(cfg.rollout.top_p), top_k=0,
-        max_completion_length=int(cfg.rollout.max_new_tokens), bf16=False, fp16=False, gradient_checkpointing=False,
+        max_completion_length=int(cfg.rollout.max_new_tokens),
+        cache_implementation="static" if cfg.rollout.cache == "static" else None, bf16=False, fp16=False, gradient_checkpointing=False,
         use_cpu=True, shuffle_dataset=False, logging_steps=int(cfg.trainer.log_every_n_steps), report_to="none",
         save_strategy="no", disable_tqdm=True, dataloader_num_workers=0, seed=int(cfg.seed))
     trainer = Timed(
@@ -206,11 +214,12 @@ def _worker(arm: str, args, overrides: list[str], tmp: Path, k: int, *, fixed_le
     out = tmp / f"{k}.json"
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "MKL_NUM_THREADS": str(args.threads),
            "WANDB_MODE": "disabled", "TOKENIZERS_PARALLELISM": "false"}
-    if ARMS[arm] is None:
+    tool, own = ARMS[arm]
+    if tool == "trl":
         cmd = [sys.executable, "-m", "gopd.bench.vs_trl", "--trl-worker", str(out), "--steps", str(args.steps),
-               "--warmup", str(args.warmup), "--threads", str(args.threads), "--lr", str(args.lr), *overrides]
+               "--warmup", str(args.warmup), "--threads", str(args.threads), "--lr", str(args.lr), *overrides, *own]
     else:
-        cmd = _gopd_command(ARMS[arm], args, overrides, out, tmp / f"run{k}", fixed_length)
+        cmd = _gopd_command(own, args, overrides, out, tmp / f"run{k}", fixed_length)
     done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
     if done.returncode != 0 or not out.exists():
         sys.exit(f"error: the {arm} worker failed (exit {done.returncode}):\n{done.stderr[-3000:]}")
@@ -264,7 +273,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.trl_worker:
         run_trl(args, overrides, args.trl_worker)
         return 0
-    if BASELINE in args.arms:
+    if any(ARMS[arm][0] == "trl" for arm in args.arms):
         try:
             import trl  # noqa: F401
         except ImportError:
