@@ -28,14 +28,19 @@ def batch(rows: int) -> tuple[list[dict], list[str]]:
     return [{"answer": g} for _, g in pairs], [f"The answer is \\boxed{{{p}}}." for p, _ in pairs]
 
 
-def step(verification, model, ids, forwards: int, rows, texts) -> float:
+def run_forwards(model, ids, forwards: int) -> None:
     import torch
 
-    start = time.perf_counter()
-    pending = verification.submit(rows, texts, "cpu")
     with torch.no_grad():
         for _ in range(forwards):
             model(input_ids=ids)
+
+
+def step(verification, model, ids, forwards: int, rows, texts) -> float:
+    """Wall seconds of one step's part: submit, the forwards, then the rewards (as the module does)."""
+    start = time.perf_counter()
+    pending = verification.submit(rows, texts, "cpu")
+    run_forwards(model, ids, forwards)
     pending()
     return time.perf_counter() - start
 
@@ -72,9 +77,7 @@ def main(argv: list[str] | None = None) -> int:
             for w, v in engines.items():
                 walls[w].append(step(v, model, ids, args.forwards, rows, texts))
             start = time.perf_counter()
-            with torch.no_grad():
-                for _ in range(args.forwards):
-                    model(input_ids=ids)
+            run_forwards(model, ids, args.forwards)
             alone.append(time.perf_counter() - start)
             start = time.process_time()
             verify_batch(texts, answers)
