@@ -2,6 +2,8 @@
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+# pytest-xdist workers for make test (CI has 2 cores)
+TEST_WORKERS ?= 2
 
 .PHONY: install demo test bench clean-venv
 
@@ -23,7 +25,7 @@ demo: install
 	$(PY) src/train.py teacher=hinted pressure=positive alpha=2
 
 test: install
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadgroup
 
 bench: install
 	$(PY) -m gopd.bench.logprobs

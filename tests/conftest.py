@@ -51,6 +51,16 @@ def train_cmd(*overrides: str) -> list[str]:
     return [sys.executable, str(TRAIN), *overrides]
 
 
+@pytest.fixture(scope="session", autouse=True)
+def one_thread_per_worker():
+    """Under pytest-xdist (``make test``: 2 workers) the workers share the cores: one torch thread
+    each, as two threads spin-waiting on a busy core made tiny forwards ~100x slower."""
+    if int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) > 1:
+        import torch
+
+        torch.set_num_threads(1)
+
+
 @pytest.fixture(scope="session")
 def gopd_cache(tmp_path_factory):
     """``GOPD_CACHE`` at one session directory: ``toy://`` and ``cache://`` paths in configs resolve

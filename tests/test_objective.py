@@ -9,10 +9,12 @@ from hypothesis import strategies as st
 
 from gopd.objective import (
     PRESSURES,
+    apply_pressure,
     grpo_advantages,
     kept_scale,
     kept_tokens,
     mix_advantages,
+    needs_correct,
     opd_diagnostics,
     policy_loss,
     reweighted_grpo,
@@ -478,3 +480,15 @@ def test_dual_clip_bounds_the_negative_surrogate_hand_computed():
     assert float(dual) == pytest.approx(-(-3.0 + 1.2 - math.exp(0.1)) / 3)
     with pytest.raises(ValueError, match="dual_clip must be a number > 1"):
         policy_loss(logp, old, advantages, m, dual_clip=1.0)
+
+
+@pytest.mark.parametrize("pressure", PRESSURES)
+def test_a_pressure_waits_for_the_verified_answers_exactly_when_its_map_reads_them(pressure):
+    """needs_correct decides whether an estimator waits for verification before its vocabulary
+    loss; it must name exactly the pressures whose map changes with ``correct``."""
+    delta = torch.tensor([[1.0, -2.0], [-0.5, 3.0]])
+    verified, unverified = (apply_pressure(delta, pressure, torch.tensor([c, c])) for c in (True, False))
+    assert needs_correct(pressure) == (not torch.equal(verified, unverified))
+    if needs_correct(pressure):
+        with pytest.raises(ValueError, match="correct"):
+            apply_pressure(delta, pressure)

@@ -12,7 +12,7 @@ from conftest import compose_train
 
 from gopd.run import run
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("smollm2")]  # one worker converts the wheel, once
 
 MODEL = "cache://smollm2-135m-instruct"
 REAL = ["model=smollm2_135m", "data=word_problems", "trainer.max_steps=2", "rollout.prompts_per_step=2",

@@ -22,6 +22,8 @@ from hydra import compose, initialize_config_dir
 
 from gopd.main import dirname
 
+pytestmark = pytest.mark.xdist_group("slurm")  # one worker submits: the local cluster has 2 CPUs
+
 CLUSTER_SH = ROOT / "slurm" / "local" / "cluster.sh"
 START_HINT = f"start it with:  bash {CLUSTER_SH.relative_to(ROOT)} up   (installs Debian packages, needs root)"
 MINI = overridden(MINI, "logger.wandb.mode=offline")  # the W&B files of a grid are part of what is checked
@@ -245,10 +247,12 @@ def test_alpha_x_mix_grid_runs_on_slurm(slurm_env, toy_world_mini, tmp_path):
 
 
 def _jobs(slurm_env) -> set[str]:
+    """IDs of the jobs SLURM accounted for today; an array counts once (``238_[0-1]`` while pending
+    becomes ``238_0``, ``238_1`` when an earlier test's arms start, which is not a new submission)."""
     out = subprocess.run(["sacct", "-n", "-X", "-P", "-o", "JobID", "-S", "now-1days"], env={**os.environ, **slurm_env},
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
-    return set(out.stdout.split())
+    return {job.split("_")[0] for job in out.stdout.split()}
 
 
 @pytest.mark.slow

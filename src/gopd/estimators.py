@@ -169,7 +169,7 @@ class VocabEstimator:
 
         s = self.settings
         hidden = completion_hidden(student, batch.prompt_ids, batch.completion_ids, batch.mask, pad_id)
-        correct = rewards() > 0.5 if s.pressure == "flip_correct" else None  # else verification runs on meanwhile
+        correct = rewards() > 0.5 if objective.needs_correct(s.pressure) else None  # else verification runs on meanwhile
         vl = vocab_opd_loss(student, self.teacher, self.reference, batch, pad_id, estimator=self.kind, k=self.k,
                             alpha=s.alpha, pressure=s.pressure, clip=s.clip, correct=correct,
                             chunk_size=s.chunk_size, student_hidden=hidden)

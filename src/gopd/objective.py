@@ -24,6 +24,7 @@ import torch
 from torch import Tensor
 
 PRESSURES = ("full", "positive", "negative", "flip_correct")  # maps of delta alone (any estimator)
+NEEDS_CORRECT = frozenset({"flip_correct"})  # pressures that read which rollouts verified (``correct``)
 REWEIGHTED = ("rlrt", "rlsd")  # GRPO's advantage reweighted per token by delta (reweighted_grpo; sampled tokens)
 NORMALIZE = ("all", "kept")
 
@@ -42,6 +43,11 @@ def _check_pressure(pressure) -> str:
     if pressure not in PRESSURES:
         raise ValueError(f"pressure must be one of {', '.join(PRESSURES)}, got {pressure!r}")
     return pressure
+
+
+def needs_correct(pressure: str) -> bool:
+    """Whether ``pressure`` maps delta by the verified answers, so its caller must wait for them."""
+    return pressure in NEEDS_CORRECT
 
 
 def _check_mix(grpo_mix) -> float:

