@@ -71,6 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=1, help="torch / OpenMP threads")
     ap.add_argument("--lr", type=float, default=1e-4, help="AdamW learning rate")
     args, overrides = ap.parse_known_args(argv)
+    args.device, args.precision = "cpu", "32-true"  # vs_trl's workers read them; growth counts CPU seconds
     with tempfile.TemporaryDirectory(prefix="gopd-growth-") as tmp:
         results = measure(args, overrides, Path(tmp))
     print(report(results, args, overrides))
