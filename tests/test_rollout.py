@@ -41,11 +41,12 @@ def test_static_cache_generates_what_the_dynamic_one_does(toy_world_mini):
     assert torch.equal(dyn[0], static[0]) and torch.equal(dyn[1], static[1])
 
 
-def test_sampling_is_seeded_and_groups_are_contiguous(toy_world_mini):
+@pytest.mark.parametrize("sampler", ["multinomial", "inverse_cdf"])
+def test_sampling_is_seeded_and_groups_are_contiguous(toy_world_mini, sampler):
     model = load_model(str(toy_world_mini / "student"))
     tok = load_tokenizer(str(toy_world_mini / "student"))
     r = OmegaConf.create({"name": "hf", "n": 3, "max_new_tokens": 8, "temperature": 1.0, "top_p": 1.0,
-                          "cache": "dynamic"})
+                          "cache": "dynamic", "sampler": sampler})
     engine = build_rollout(r, model, tok, PromptBuilder(tok))
     rows = [{"problem": "12+34"}, {"problem": "5*6"}]
     torch.manual_seed(0)

@@ -327,6 +327,7 @@ def test_the_names_in_the_schema_are_the_code_s():
     from gopd.toy.build import RECIPES
     from gopd.rollout.vllm import LOGPROBS_MODES
     from gopd.rollout.hf import CACHES
+    from gopd.rollout.sampling import SAMPLERS
 
     fields_ = TrainConfig.model_fields
     assert set(schema._tags(fields_["teacher"].annotation)) == set(TEACHERS)
@@ -339,6 +340,7 @@ def test_the_names_in_the_schema_are_the_code_s():
     assert set(schema.TOY_VARIANTS) == set(RECIPES)
     assert set(schema.LOGPROBS_MODES) == set(LOGPROBS_MODES)
     assert set(schema.CACHES) == set(CACHES)
+    assert set(schema.SAMPLERS) == set(SAMPLERS)
 
 
 # ------------------------------------------------------------------------------ through the real CLI

@@ -68,6 +68,7 @@ HINT_TEMPLATE_NAMES = ("opsd",)                                       # gopd.pro
 PRESSURES = ("full", "positive", "negative", "flip_correct", "rlrt", "rlsd")  # gopd.objective.PRESSURES + REWEIGHTED
 LOGPROBS_MODES = ("processed_logprobs", "raw_logprobs")             # gopd.rollout.vllm.LOGPROBS_MODES
 CACHES = ("dynamic", "static")                                      # gopd.rollout.hf.CACHES
+SAMPLERS = ("multinomial", "inverse_cdf")                           # gopd.rollout.sampling.SAMPLERS
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps", "tpu", "hpu")  # Lightning's accelerator names
 PRECISIONS = (64, 32, 16, "64", "32", "16", "bf16", "64-true", "32-true", "16-true", "bf16-true", "16-mixed",
               "bf16-mixed", "transformer-engine", "transformer-engine-float16")  # Lightning's precision inputs
@@ -261,6 +262,8 @@ class HFRollout(Keys):
     temperature: Number = F("sampling temperature (log-probs are scored at temperature 1)", gt=0)
     top_p: Number = F("nucleus sampling threshold (1 = off: keeps rollouts on-policy)", gt=0, le=1)
     cache: Literal[CACHES] = F("HF generate's KV cache (HF rollouts and evaluation): dynamic | static (preallocated)")
+    sampler: Literal[SAMPLERS] = F("HF rollouts' token sampler: multinomial (generate's) | inverse_cdf (one uniform per "
+                                   "token; the same distribution)")
 
 
 class VLLMRollout(HFRollout):

@@ -51,6 +51,8 @@ ARMS = {  # arm -> (tool, its overrides); TRL reads the generation keys (rollout
     "gopd token, static cache": ("gopd", ["estimator=token", "rollout=hf", *STATIC]),
     "gopd full, verify worker": ("gopd", ["estimator=full", "rollout=hf", "verify.workers=1"]),
     "gopd token, verify worker": ("gopd", ["estimator=token", "rollout=hf", "verify.workers=1"]),
+    "gopd full, inverse-CDF sampler": ("gopd", ["estimator=full", "rollout=hf", "rollout.sampler=inverse_cdf"]),
+    "gopd token, inverse-CDF sampler": ("gopd", ["estimator=token", "rollout=hf", "rollout.sampler=inverse_cdf"]),
 }
 DEFAULT_ARMS = ["trl reverse KL", "gopd full", "gopd token", "gopd topk"]
 JOB = ["teacher=rl_checkpoint", "pressure=full", "alpha=1", "grpo_mix=0", "rollout.n=1"]
