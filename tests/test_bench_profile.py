@@ -31,6 +31,7 @@ def test_profile_of_a_real_run_adds_up_to_the_step(capsys):
     assert profile.main(["--steps", "2", "--warmup", "1", "teacher=rl_checkpoint", "estimator=full",
                          "rollout.prompts_per_step=4", "rollout.max_new_tokens=16"]) == 0
     out = capsys.readouterr().out
+    assert ", model toy; overrides: teacher=rl_checkpoint" in out
     rows = dict(re.findall(r"^\| ([^|*]+?) \| (?:model|around) \| [\d.]+ \| [\d.]+ \| ([\d.]+)% \|$", out, re.M))
     for category in ("forward: student, sampling", "forward: student, with grad", "forward: teacher / reference, no grad",
                      "backward", "optimizer step", "vocabulary loss: LM heads + KL (chunked)", profile.GENERATE,

@@ -27,6 +27,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from gopd.bench import vs_trl
+
 ROOT = Path(__file__).resolve().parents[3]
 MODEL = "model"  # the kind of a category that is model compute; the rest is "around"
 # (module, attribute path) -> category; functions looked up where the step calls them.
@@ -202,7 +204,7 @@ def report(steps: list[dict], shares: dict[str, float], args, overrides: list[st
     total = sum(mean.values())
     around = sum(v for c, v in mean.items() if _kind(c) != MODEL)
     beyond = around - mean.get(GENERATE, 0.0)  # generate's own loop counted as generate
-    lines = [f"{len(steps)} steps after {args.warmup} warm-up, {args.threads} thread(s); overrides: "
+    lines = [f"{len(steps)} steps after {args.warmup} warm-up, {args.threads} thread(s), model {args.model}; overrides: "
              f"{' '.join(overrides) or '(none)'}",
              f"stages (wall, perf/*_s): rollout {shares['rollout']:.0%}, score {shares['score']:.0%}, "
              f"update {shares['update']:.0%}",
@@ -220,9 +222,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--steps", type=int, default=10, help="profiled steps")
     ap.add_argument("--warmup", type=int, default=3, help="steps run before profiling")
     ap.add_argument("--threads", type=int, default=1, help="torch / OpenMP threads")
+    ap.add_argument("--model", default="toy", choices=["toy", *vs_trl.MODELS],
+                    help="toy: the configured models; else vs_trl's random Qwen3-0.6B student and teacher (a real vocabulary)")
     args, overrides = ap.parse_known_args(argv)
     with tempfile.TemporaryDirectory(prefix="gopd-profile-") as tmp:
-        steps, metrics = profile(args, overrides, Path(tmp))
+        models = vs_trl.random_models(args.model, Path(tmp) / "models") if args.model != "toy" else []
+        steps, metrics = profile(args, [*models, *overrides], Path(tmp))
         shares = stage_shares(metrics, args.warmup)
     print(report(steps, shares, args, overrides))
     return 0
