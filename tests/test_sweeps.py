@@ -168,18 +168,31 @@ def run_dirs(sweep_dir: Path) -> list[Path]:
     return sorted((p for p in sweep_dir.iterdir() if (p / ".hydra").is_dir()), key=lambda p: int(p.name.split("_")[0]))
 
 
-def wandb_run_record(run_dir: Path):
-    """The run record of the arm's offline W&B run (the .wandb file is a LevelDB-style record log)."""
+def wandb_run_record(run_dir: Path, wait_s: float = 30.0):
+    """The run record of the arm's offline W&B run (the .wandb file is a LevelDB-style record log).
+    W&B's service process writes the file and may still be flushing it when ``wandb.finish``
+    has returned (seen once under two busy pytest workers): read it again until the record is there."""
+    (path,) = run_dir.glob("wandb/offline-run-*/run-*.wandb")
+    deadline = time.monotonic() + wait_s
+    while (run := _run_record(path.read_bytes())) is None:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no run record in {path} after {wait_s:.0f} s")
+        time.sleep(0.2)
+    return run
+
+
+def _run_record(data: bytes):
     from wandb.proto import wandb_internal_pb2
 
-    (path,) = run_dir.glob("wandb/offline-run-*/run-*.wandb")
-    data, pos, buf = path.read_bytes(), 7, b""
+    pos, buf = 7, b""
     assert data[:4] == b":W&B"
     while pos + 7 <= len(data):
         if 32768 - pos % 32768 < 7:
             pos += 32768 - pos % 32768
             continue
         n, kind = int.from_bytes(data[pos + 4:pos + 6], "little"), data[pos + 6]
+        if pos + 7 + n > len(data):
+            return None  # a record still being written
         buf += data[pos + 7:pos + 7 + n]
         pos += 7 + n
         if kind in (1, 4):  # a full record, or the last piece of one
@@ -188,7 +201,7 @@ def wandb_run_record(run_dir: Path):
             buf = b""
             if rec.WhichOneof("record_type") == "run":
                 return rec.run
-    raise AssertionError(f"no run record in {path}")
+    return None
 
 
 def sacct_states(slurm_env, job_ids, timeout=60) -> dict:
