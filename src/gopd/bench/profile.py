@@ -226,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="toy: the configured models; else vs_trl's random Qwen3-0.6B student and teacher (a real vocabulary)")
     args, overrides = ap.parse_known_args(argv)
     with tempfile.TemporaryDirectory(prefix="gopd-profile-") as tmp:
-        models = vs_trl.random_models(args.model, Path(tmp) / "models") if args.model != "toy" else []
+        models = vs_trl.random_models(args.model, Path(tmp) / "models")
         steps, metrics = profile(args, [*models, *overrides], Path(tmp))
         shares = stage_shares(metrics, args.warmup)
     print(report(steps, shares, args, overrides))

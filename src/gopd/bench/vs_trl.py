@@ -80,8 +80,7 @@ class _Clock:
 
     def mark(self, other_cpu: float = 0.0) -> None:
         """``other_cpu``: CPU seconds so far of helper processes (gopd's verification workers)."""
-        torch = sys.modules.get("torch")
-        if torch is not None and torch.cuda.is_initialized():
+        if (torch := _cuda_in_use()) is not None:
             torch.cuda.synchronize()  # a step's kernels belong to it, not to the next step
         self.marks.append((time.process_time() + other_cpu, time.perf_counter()))
 
@@ -90,10 +89,15 @@ class _Clock:
         wall = [b[1] - a[1] for a, b in zip(self.marks, self.marks[1:])][self.warmup:]
         tokens = self.tokens[self.warmup:self.warmup + len(cpu)]
         peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
-        torch = sys.modules.get("torch")
-        gpu_mb = torch.cuda.max_memory_allocated() / 2**20 if torch is not None and torch.cuda.is_initialized() else 0.0
+        gpu_mb = torch.cuda.max_memory_allocated() / 2**20 if (torch := _cuda_in_use()) is not None else 0.0
         self.out.write_text(json.dumps({"cpu": cpu, "wall": wall, "tokens": tokens, "peak_rss_mb": peak_mb,
                                         "peak_gpu_mb": gpu_mb}))
+
+
+def _cuda_in_use():
+    """torch, if this process has imported it and put work on a GPU; else None (no CUDA start-up)."""
+    torch = sys.modules.get("torch")
+    return torch if torch is not None and torch.cuda.is_initialized() else None
 
 
 def _lightning_timer():
@@ -161,7 +165,10 @@ def _placement(args) -> list[str]:
 
 def random_models(kind: str, out: Path) -> list[str]:
     """Random-initialised student (seed 0) and teacher (seed 1) of the shipped Qwen3-0.6B
-    architecture (``kind``: ``MODELS``) in ``out``; returns the overrides that select them."""
+    architecture (``kind``: ``MODELS``) in ``out``; returns the overrides that select them
+    (none for ``toy``: the configured models)."""
+    if kind == "toy":
+        return []
     from gopd.bench.gpu import build_checkpoint
 
     for seed, name in enumerate(("student", "teacher")):
@@ -332,7 +339,7 @@ def main(argv: list[str] | None = None) -> int:
             sys.exit("error: TRL is not installed: pip install 'trl==1.16.0' (or pip install -e '.[bench]')")
     results: dict[str, list[dict]] = {arm: [] for arm in args.arms}
     with tempfile.TemporaryDirectory(prefix="gopd-vs-trl-") as tmp:
-        models = random_models(args.model, Path(tmp) / "models") if args.model != "toy" else []
+        models = random_models(args.model, Path(tmp) / "models")
         k = 0
         for r in range(args.rounds):
             order = args.arms[r % len(args.arms):] + args.arms[:r % len(args.arms)]
