@@ -56,3 +56,73 @@ def test_from_hidden_equals_naive_with_gradients(temperature):
 def test_shape_mismatch_is_a_clear_error():
     with pytest.raises(ValueError, match="targets"):
         token_logprobs(torch.zeros(2, 3, 5), torch.zeros(2, 4, dtype=torch.long))
+
+
+def checkpointed(hidden, weight, targets, bias=None, temperature=1.0, chunk=4):
+    """The previous implementation: each chunk's ``linear`` + ``log_softmax`` under checkpoint."""
+    from torch.utils.checkpoint import checkpoint
+
+    def part(h, t):
+        z = torch.nn.functional.linear(h, weight, bias)
+        if temperature != 1.0:
+            z = z / temperature
+        return naive(z, t)
+
+    flat, tgt = hidden.reshape(-1, hidden.shape[-1]), targets.reshape(-1)
+    parts = [checkpoint(part, flat[i : i + chunk], tgt[i : i + chunk], use_reentrant=False)
+             for i in range(0, flat.shape[0], chunk)]
+    return torch.cat(parts).reshape(targets.shape)
+
+
+def _leaves(*xs):
+    return [x.clone().requires_grad_(True) for x in xs]
+
+
+@pytest.mark.parametrize("temperature", [1.0, 0.7])
+def test_from_hidden_is_bitwise_the_checkpointed_path_in_fp32(temperature):
+    """Same kernels in the same order: values and both gradients equal to the last bit, with a
+    tied weight (looked up as input embeddings first, as in a model) and a short last chunk."""
+    g = torch.Generator().manual_seed(4)
+    hidden = torch.randn(3, 7, 32, generator=g)
+    weight = torch.randn(500, 32, generator=g) * 0.2
+    targets = torch.randint(0, 500, (3, 7), generator=g)
+    upstream = torch.randn(3, 7, generator=g)
+    ids = torch.randint(0, 500, (5,), generator=g)
+    grads = []
+    for fn in (checkpointed, token_logprobs_from_hidden):
+        h, w = _leaves(hidden, weight)
+        kw = {"chunk": 4} if fn is checkpointed else {"chunk_size": 4}
+        embedded = torch.nn.functional.embedding(ids, w).square().sum()
+        out = fn(h, w, targets, temperature=temperature, **kw)
+        (embedded + (out * upstream).sum()).backward()
+        grads.append((out.detach(), h.grad, w.grad))
+    for old, new in zip(*grads):
+        assert torch.equal(old, new)
+
+
+def test_from_hidden_with_bias_and_bf16_autocast_match_the_checkpointed_path():
+    g = torch.Generator().manual_seed(5)
+    hidden = torch.randn(2, 5, 16, generator=g)
+    weight = torch.randn(300, 16, generator=g) * 0.3
+    bias = torch.randn(300, generator=g) * 0.1
+    targets = torch.randint(0, 300, (2, 5), generator=g)
+    for autocast in (False, True):
+        results = []
+        for fn in (checkpointed, token_logprobs_from_hidden):
+            h, w, b = _leaves(hidden, weight, bias)
+            kw = {"chunk": 3} if fn is checkpointed else {"chunk_size": 3}
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+                out = fn(h, w, targets, bias=b, **kw)
+            out.sum().backward()
+            results.append((out.detach(), h.grad, w.grad, b.grad))
+        assert all(x.dtype == torch.float32 for x in results[1])
+        for old, new in zip(*results):
+            assert torch.allclose(old, new, atol=1e-2 if autocast else 1e-6, rtol=1e-2 if autocast else 1e-5)
+
+
+def test_from_hidden_with_no_positions_gives_empty_output_and_zero_gradients():
+    h, w = _leaves(torch.randn(0, 8), torch.randn(20, 8))
+    out = token_logprobs_from_hidden(h, w, torch.zeros(0, dtype=torch.long))
+    assert out.shape == (0,)
+    out.sum().backward()
+    assert h.grad.shape == (0, 8) and torch.equal(w.grad, torch.zeros(20, 8))

@@ -4,15 +4,17 @@
 ``[chunk, V]`` fp32 block (bf16 logits are upcast per chunk) is alive at a time, where the naive
 ``log_softmax(logits.float()).gather(...)`` holds two full ``[B, T, V]`` fp32 tensors. The
 hidden-state variant goes one step further and never forms the full logits at all: each chunk of
-hidden states goes through the LM head on its own, and under autograd each chunk is
-checkpointed, so backward recomputes its logits instead of keeping them.
+hidden states goes through the LM head on its own, into ``[chunk, V]`` buffers reused from chunk
+to chunk, and backward recomputes each chunk's logits instead of keeping them. It calls the
+kernels ``linear`` / ``log_softmax`` and their backward call (``torch._log_softmax`` and
+``torch._log_softmax_backward_data``, for their ``out=`` buffers), in the order autograd would,
+so in fp32 its values and gradients are bitwise those of per-chunk checkpointing (tested).
 """
 
 from __future__ import annotations
 
 import torch
 from torch import Tensor
-from torch.utils.checkpoint import checkpoint
 
 DEFAULT_CHUNK = 128  # rows of [chunk, V]: 78 MB fp32 at V=152k
 
@@ -42,11 +44,97 @@ def token_logprobs(logits: Tensor, targets: Tensor, *, chunk_size: int = DEFAULT
     return out.reshape(targets.shape)
 
 
-def _head_chunk_logp(hidden: Tensor, weight: Tensor, bias: Tensor | None, targets: Tensor, temperature: float) -> Tensor:
-    logits = torch.nn.functional.linear(hidden, weight, bias)
-    if temperature != 1.0:
-        logits = logits / temperature
-    return _chunk_logp(logits, targets)
+def _compute_dtype(hidden: Tensor, weight: Tensor) -> torch.dtype:
+    """The dtype ``linear(hidden, weight)`` would produce here: autocast's, or the operands'."""
+    dev = hidden.device.type
+    if torch.is_autocast_enabled(dev):
+        return torch.get_autocast_dtype(dev)
+    return torch.promote_types(hidden.dtype, weight.dtype)
+
+
+class _Head:
+    """Per-chunk LM-head work into ``[chunk, V]`` buffers allocated once per call: a fresh block of
+    that size costs page faults on every chunk on a CPU (~30 ms per 78 MB measured here), and the
+    ops are the ones ``linear`` + ``log_softmax`` run, so values are bitwise those of the plain path."""
+
+    def __init__(self, weight: Tensor, bias: Tensor | None, temperature: float, rows: int, dtype: torch.dtype):
+        self.temperature = temperature
+        self.weight_t = weight.to(dtype).t()
+        self.bias = None if bias is None else bias.to(dtype)
+        shape = (rows, weight.shape[0])
+        self.logits = torch.empty(shape, dtype=dtype, device=weight.device)
+        self.logits32 = self.logits if dtype == torch.float32 else torch.empty(shape, device=weight.device)
+        self.logp = torch.empty(shape, device=weight.device)
+
+    def log_softmax(self, h: Tensor) -> Tensor:
+        """fp32 ``log_softmax(h W^T + b) / temperature)`` ``[n, V]`` (a view of a reused buffer)."""
+        n = h.shape[0]
+        z = self.logits[:n]
+        if self.bias is None:
+            torch.mm(h.to(z.dtype), self.weight_t, out=z)
+        else:  # addmm, as linear with a bias
+            torch.addmm(self.bias, h.to(z.dtype), self.weight_t, out=z)
+        if self.temperature != 1.0:
+            z.div_(self.temperature)
+        if z.dtype != torch.float32:
+            z = self.logits32[:n].copy_(z)
+        return torch._log_softmax(z, -1, False, out=self.logp[:n])  # the kernel log_softmax runs, into a buffer
+
+
+class _HeadTokenLogp(torch.autograd.Function):
+    """``log p(y)`` from hidden rows through the LM head, by chunks; keeps no ``[chunk, V]`` block
+    for backward, which recomputes each chunk's log-softmax (as per-chunk checkpointing would,
+    without its graph bookkeeping and in the same buffers)."""
+
+    @staticmethod
+    def forward(ctx, hidden, weight, bias, targets, temperature, chunk_size):
+        dtype = _compute_dtype(hidden, weight)
+        n = hidden.shape[0]
+        out = torch.empty(n, dtype=torch.float32, device=hidden.device)
+        head = _Head(weight, bias, temperature, min(chunk_size, n), dtype)
+        for i in range(0, n, chunk_size):
+            logp = head.log_softmax(hidden[i : i + chunk_size])
+            out[i : i + logp.shape[0]] = logp.gather(-1, targets[i : i + chunk_size, None]).squeeze(-1)
+        ctx.save_for_backward(hidden, weight, bias, targets)
+        ctx.settings = (temperature, chunk_size, dtype)
+        return out
+
+    @staticmethod
+    def backward(ctx, g):
+        hidden, weight, bias, targets = ctx.saved_tensors
+        temperature, chunk_size, dtype = ctx.settings
+        want_h, want_w, want_b = ctx.needs_input_grad[:3]
+        n = hidden.shape[0]
+        g_h = torch.zeros_like(hidden) if want_h else None
+        g_w = g_b = None
+        head = _Head(weight, bias, temperature, min(chunk_size, n), dtype)
+        g_out = torch.empty_like(head.logp)
+        w = head.weight_t.t()
+        with torch.autocast(hidden.device.type, enabled=False):
+            # Last chunk first: the order autograd summed per-chunk weight gradients in, so the sum
+            # is bitwise the checkpointed path's.
+            for i in reversed(range(0, n, chunk_size)):
+                h = hidden[i : i + chunk_size]
+                k = h.shape[0]
+                logp = head.log_softmax(h)
+                go = g_out[:k].zero_().scatter_(-1, targets[i : i + k, None], g[i : i + k, None].float())
+                gz = torch._log_softmax_backward_data(go, logp, -1, torch.float32, out=head.logits32[:k])
+                gz = gz.to(dtype)
+                if temperature != 1.0:
+                    gz = gz / temperature
+                if want_h:
+                    g_h[i : i + k] = torch.mm(gz, w).to(hidden.dtype)
+                if want_w:
+                    part = torch.mm(gz.t(), h.to(dtype)).to(weight.dtype)
+                    g_w = part if g_w is None else g_w.add_(part)
+                if want_b:
+                    part = gz.sum(0).to(bias.dtype)
+                    g_b = part if g_b is None else g_b.add_(part)
+        if want_w and g_w is None:  # no positions
+            g_w = torch.zeros_like(weight)
+        if want_b and g_b is None:
+            g_b = torch.zeros_like(bias)
+        return g_h, g_w, g_b, None, None, None
 
 
 def token_logprobs_from_hidden(
@@ -60,21 +148,12 @@ def token_logprobs_from_hidden(
 ) -> Tensor:
     """Sampled-token log-probs from final hidden states ``[..., d]`` and an LM head ``[V, d]``.
 
-    Logits are formed one chunk at a time; when a gradient is needed each chunk is
-    checkpointed, so backward holds ``[chunk, V]`` at a time, not ``[B, T, V]``.
+    Logits are formed one chunk at a time, into buffers reused across chunks; backward
+    recomputes each chunk's logits, so at most ``[chunk, V]`` is alive, never ``[B, T, V]``.
     """
     _check_targets("hidden", hidden, targets)
     if chunk_size <= 0:
         raise ValueError(f"chunk_size must be > 0, got {chunk_size}")
     flat = hidden.reshape(-1, hidden.shape[-1])
-    tgt = targets.reshape(-1)
-    grad = torch.is_grad_enabled() and (flat.requires_grad or weight.requires_grad)
-    parts = []
-    for i in range(0, flat.shape[0], chunk_size):
-        args = (flat[i : i + chunk_size], weight, bias, tgt[i : i + chunk_size], temperature)
-        if grad:
-            parts.append(checkpoint(_head_chunk_logp, *args, use_reentrant=False))
-        else:
-            parts.append(_head_chunk_logp(*args))
-    out = torch.cat(parts) if parts else flat.new_zeros(0, dtype=torch.float32)
+    out = _HeadTokenLogp.apply(flat, weight, bias, targets.reshape(-1), float(temperature), int(chunk_size))
     return out.reshape(targets.shape)
