@@ -126,3 +126,21 @@ def test_from_hidden_with_no_positions_gives_empty_output_and_zero_gradients():
     assert out.shape == (0,)
     out.sum().backward()
     assert h.grad.shape == (0, 8) and torch.equal(w.grad, torch.zeros(20, 8))
+
+
+def test_head_log_softmax_is_bitwise_linear_then_log_softmax_and_reuses_its_buffers():
+    from gopd.logprobs import HeadLogSoftmax
+
+    g = torch.Generator().manual_seed(6)
+    weight = torch.randn(400, 24, generator=g)
+    bias = torch.randn(400, generator=g)
+    head = HeadLogSoftmax()
+    for n, b, temperature in ((9, None, 1.0), (9, bias, 0.6), (4, None, 1.3), (12, bias, 1.0)):
+        h = torch.randn(n, 24, generator=g)
+        out = head(h, weight, b, temperature)
+        want = torch.log_softmax(torch.nn.functional.linear(h, weight, b) / temperature, dim=-1)
+        assert out.shape == (n, 400) and torch.equal(out, want)
+    first = head(torch.randn(3, 24, generator=g), weight)
+    kept = first.clone()
+    head(torch.randn(3, 24, generator=g), weight)
+    assert not torch.equal(first, kept)  # a view of the buffer: the next call overwrites it (documented)

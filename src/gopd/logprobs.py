@@ -44,41 +44,46 @@ def token_logprobs(logits: Tensor, targets: Tensor, *, chunk_size: int = DEFAULT
     return out.reshape(targets.shape)
 
 
-def _compute_dtype(hidden: Tensor, weight: Tensor) -> torch.dtype:
-    """The dtype ``linear(hidden, weight)`` would produce here: autocast's, or the operands'."""
+def compute_dtype(hidden: Tensor, weight: Tensor) -> torch.dtype:
+    """The dtype ``linear(hidden, weight)`` produces here: autocast's, or the operands'."""
     dev = hidden.device.type
     if torch.is_autocast_enabled(dev):
         return torch.get_autocast_dtype(dev)
     return torch.promote_types(hidden.dtype, weight.dtype)
 
 
-class _Head:
-    """Per-chunk LM-head work into ``[chunk, V]`` buffers allocated once per call: a fresh block of
-    that size costs page faults on every chunk on a CPU (~30 ms per 78 MB measured here), and the
-    ops are the ones ``linear`` + ``log_softmax`` run, so values are bitwise those of the plain path."""
+class HeadLogSoftmax:
+    """``log_softmax(linear(h, W, b) / temperature)`` in fp32 for chunks of hidden rows, written
+    into ``[rows, V]`` buffers kept from call to call (each result is a view that the next call
+    overwrites). A fresh block of that size costs page faults on a CPU (~30 ms per 78 MB measured
+    on the 2-core machine); the ops are the ones ``linear`` and ``log_softmax`` run, so the values
+    are bitwise theirs."""
 
-    def __init__(self, weight: Tensor, bias: Tensor | None, temperature: float, rows: int, dtype: torch.dtype):
-        self.temperature = temperature
-        self.weight_t = weight.to(dtype).t()
-        self.bias = None if bias is None else bias.to(dtype)
-        shape = (rows, weight.shape[0])
-        self.logits = torch.empty(shape, dtype=dtype, device=weight.device)
-        self.logits32 = self.logits if dtype == torch.float32 else torch.empty(shape, device=weight.device)
-        self.logp = torch.empty(shape, device=weight.device)
+    def __init__(self):
+        self.logits = self.logits32 = self.logp = None
 
-    def log_softmax(self, h: Tensor) -> Tensor:
-        """fp32 ``log_softmax(h W^T + b) / temperature)`` ``[n, V]`` (a view of a reused buffer)."""
-        n = h.shape[0]
+    def _buffers(self, n: int, vocab: int, dtype: torch.dtype, device) -> None:
+        if self.logp is None or self.logp.shape[0] < n or self.logp.shape[1] != vocab or self.logits.dtype != dtype:
+            shape = (max(n, 1), vocab)
+            self.logits = torch.empty(shape, dtype=dtype, device=device)
+            self.logits32 = self.logits if dtype == torch.float32 else torch.empty(shape, device=device)
+            self.logp = torch.empty(shape, device=device)
+
+    def __call__(self, h: Tensor, weight: Tensor, bias: Tensor | None = None, temperature: float = 1.0,
+                 dtype: torch.dtype | None = None) -> Tensor:
+        """``dtype``: the logits' compute dtype (default ``compute_dtype``; backward passes forward's)."""
+        n, dtype = h.shape[0], dtype or compute_dtype(h, weight)
+        self._buffers(n, weight.shape[0], dtype, h.device)
         z = self.logits[:n]
-        if self.bias is None:
-            torch.mm(h.to(z.dtype), self.weight_t, out=z)
+        if bias is None:
+            torch.mm(h.to(dtype), weight.to(dtype).t(), out=z)
         else:  # addmm, as linear with a bias
-            torch.addmm(self.bias, h.to(z.dtype), self.weight_t, out=z)
-        if self.temperature != 1.0:
-            z.div_(self.temperature)
-        if z.dtype != torch.float32:
+            torch.addmm(bias.to(dtype), h.to(dtype), weight.to(dtype).t(), out=z)
+        if temperature != 1.0:
+            z.div_(temperature)
+        if dtype != torch.float32:
             z = self.logits32[:n].copy_(z)
-        return torch._log_softmax(z, -1, False, out=self.logp[:n])  # the kernel log_softmax runs, into a buffer
+        return torch._log_softmax(z, -1, False, out=self.logp[:n])  # log_softmax's kernel, into a buffer
 
 
 class _HeadTokenLogp(torch.autograd.Function):
@@ -88,15 +93,13 @@ class _HeadTokenLogp(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, hidden, weight, bias, targets, temperature, chunk_size):
-        dtype = _compute_dtype(hidden, weight)
-        n = hidden.shape[0]
-        out = torch.empty(n, dtype=torch.float32, device=hidden.device)
-        head = _Head(weight, bias, temperature, min(chunk_size, n), dtype)
-        for i in range(0, n, chunk_size):
-            logp = head.log_softmax(hidden[i : i + chunk_size])
+        out = torch.empty(hidden.shape[0], dtype=torch.float32, device=hidden.device)
+        head = HeadLogSoftmax()
+        for i in range(0, hidden.shape[0], chunk_size):
+            logp = head(hidden[i : i + chunk_size], weight, bias, temperature)
             out[i : i + logp.shape[0]] = logp.gather(-1, targets[i : i + chunk_size, None]).squeeze(-1)
         ctx.save_for_backward(hidden, weight, bias, targets)
-        ctx.settings = (temperature, chunk_size, dtype)
+        ctx.settings = (temperature, chunk_size, compute_dtype(hidden, weight))
         return out
 
     @staticmethod
@@ -107,16 +110,16 @@ class _HeadTokenLogp(torch.autograd.Function):
         n = hidden.shape[0]
         g_h = torch.zeros_like(hidden) if want_h else None
         g_w = g_b = None
-        head = _Head(weight, bias, temperature, min(chunk_size, n), dtype)
-        g_out = torch.empty_like(head.logp)
-        w = head.weight_t.t()
+        head = HeadLogSoftmax()
+        g_out = torch.empty((min(chunk_size, n), weight.shape[0]), device=hidden.device)
+        w = weight.to(dtype)
         with torch.autocast(hidden.device.type, enabled=False):
             # Last chunk first: the order autograd summed per-chunk weight gradients in, so the sum
             # is bitwise the checkpointed path's.
             for i in reversed(range(0, n, chunk_size)):
                 h = hidden[i : i + chunk_size]
                 k = h.shape[0]
-                logp = head.log_softmax(h)
+                logp = head(h, weight, bias, temperature, dtype)
                 go = g_out[:k].zero_().scatter_(-1, targets[i : i + k, None], g[i : i + k, None].float())
                 gz = torch._log_softmax_backward_data(go, logp, -1, torch.float32, out=head.logits32[:k])
                 gz = gz.to(dtype)

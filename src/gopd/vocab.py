@@ -25,10 +25,9 @@ from typing import NamedTuple
 
 import torch
 from torch import Tensor
-from torch.nn.functional import linear
 
 from gopd import objective
-from gopd.logprobs import DEFAULT_CHUNK
+from gopd.logprobs import DEFAULT_CHUNK, HeadLogSoftmax
 from gopd.scoring import Scorer, pack
 from gopd.strategy import body
 
@@ -73,6 +72,7 @@ class _Side:
         self.route = [""] * n
         self.local = torch.zeros(n, dtype=torch.long, device=batch.mask.device)
         self.hidden, self.head = {}, {}
+        self.log_softmax = HeadLogSoftmax()  # one buffer set for the side: routes take turns
         for name, idx in scorer.split(batch.rows).items():
             model = scorer.routes[name].model
             sel = torch.tensor(idx, device=batch.completion_ids.device)
@@ -87,16 +87,10 @@ class _Side:
         """fp32 log-softmax ``[n, V]`` at the given (row, position) pairs of route ``name``."""
         head = self.head[name]
         h = self.hidden[name][self.local[rows], cols]
-        return _log_softmax(linear(h, head.weight, head.bias))
+        return self.log_softmax(h, head.weight, head.bias)
 
 
 # ------------------------------------------------------------------------------ the chunk loop
-
-
-def _log_softmax(logits: Tensor) -> Tensor:
-    # fp32, in place when the logits are already a fresh fp32 block: one [n, V] allocation, not two.
-    x = logits.float()
-    return torch.log_softmax(x, dim=-1, out=x)
 
 
 def _rowdot(a: Tensor, b: Tensor) -> Tensor:
@@ -105,26 +99,43 @@ def _rowdot(a: Tensor, b: Tensor) -> Tensor:
     return torch.bmm(a.unsqueeze(1), b.unsqueeze(2)).view(-1)
 
 
-def _chunk_stats(s: Tensor, q: Tensor, r: Tensor | None, adv: Tensor, grad_scale: float | None):
+class _Scratch:
+    """Named ``[n, V]`` blocks kept from chunk to chunk, as ``HeadLogSoftmax`` keeps its own (a fresh
+    block costs page faults on a CPU); ``out=`` runs the same kernels, so values are bitwise equal."""
+
+    def __init__(self):
+        self.blocks: dict[str, Tensor] = {}
+
+    def __call__(self, name: str, like: Tensor, dtype: torch.dtype | None = None) -> Tensor:
+        dtype = dtype or like.dtype
+        buf = self.blocks.get(name)
+        if buf is None or buf.shape[0] < like.shape[0] or buf.shape[1:] != like.shape[1:] or buf.dtype != dtype:
+            buf = self.blocks[name] = torch.empty(like.shape, dtype=dtype, device=like.device)
+        return buf[: like.shape[0]]
+
+
+def _chunk_stats(s: Tensor, q: Tensor, r: Tensor | None, adv: Tensor, grad_scale: float | None, scratch: _Scratch):
     """One chunk's loss terms ``[n]``, diagnostics ``{name: [n]}`` and logit gradient ``[n, V]``.
 
     The quantities of ``objective.vocab_opd_loss_terms``, ``vocab_diagnostic_terms`` and
     ``vocab_opd_logit_grad`` (the definitions, used by ``naive_vocab_opd_loss``) computed with
-    fewer ``[n, V]`` passes; the chunked == naive tests pin that they agree. Overwrites ``q``.
+    fewer ``[n, V]`` passes; the chunked == naive tests pin that they agree. Overwrites ``q``; the
+    gradient is a view of a scratch block, valid until the next chunk.
     """
-    p = s.exp()
-    pa = p * adv
+    p = torch.exp(s, out=scratch("p", s))
+    pa = torch.mul(p, adv, out=scratch("pa", s))
     e = pa.sum(-1)                                    # E_pi[A]: the loss term is -e
-    diag = {"pos_mass": pa.clamp_min(0).sum(-1)}
+    diag = {"pos_mass": torch.clamp_min(pa, 0, out=scratch("tmp", s)).sum(-1)}
     diag["neg_mass"] = diag["pos_mass"] - e           # sum pi A- = sum pi A+ - sum pi A
-    diag["pos_frac"] = _rowdot(p, adv.gt(0).to(p.dtype))
+    up = torch.gt(adv, 0, out=scratch("up", s, torch.bool))
+    diag["pos_frac"] = _rowdot(p, scratch("tmp", s).copy_(up))
     same = r is q
     gap = q.sub_(s)                                   # q - s, in place (q is not needed after this)
     diag["teacher_kl"] = -_rowdot(p, gap)
     if same:
         diag["ref_kl"] = diag["teacher_kl"]
     elif r is not None:
-        diag["ref_kl"] = _rowdot(p, s - r)
+        diag["ref_kl"] = _rowdot(p, torch.sub(s, r, out=scratch("tmp", s)))
     diag["shock"] = _rowdot(p, gap.abs_())
     gz = None
     if grad_scale is not None:                        # -p (A - E[A]) / N, in place of pa
@@ -199,13 +210,14 @@ def _run(plan: _Plan, hidden: Tensor, weight: Tensor, bias: Tensor | None, chunk
     g_h = torch.zeros_like(hidden) if want[0] else None
     g_w = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device) if want[1] else None
     g_b = torch.zeros(bias.shape, dtype=torch.float32, device=bias.device) if want[2] else None
+    student, scratch = HeadLogSoftmax(), _Scratch()
     for t_name, r_name, rows, cols in plan.groups():
         for i in range(0, rows.numel(), chunk_size):
             rc, cc = rows[i : i + chunk_size], cols[i : i + chunk_size]
             h = hidden[rc, cc]
-            s = _log_softmax(linear(h, weight, bias))
+            s = student(h, weight, bias)
             adv, q, r = plan.chunk(s, t_name, r_name, rc, cc)
-            terms, diag, gz = _chunk_stats(s, q, r, adv, 1.0 / n_tok if any(want) else None)
+            terms, diag, gz = _chunk_stats(s, q, r, adv, 1.0 / n_tok if any(want) else None, scratch)
             del s, q, r, adv
             loss += terms.sum() / n_tok
             expected[rc, cc] = -terms
