@@ -23,7 +23,9 @@ class InverseCdfSampling(LogitsProcessor):
     loses no probability mass that a token could own; masked tokens (-inf) have none."""
 
     def __call__(self, input_ids: Tensor, scores: Tensor) -> Tensor:
-        cdf = torch.softmax(scores.float(), dim=-1).double().cumsum(dim=-1)
+        # cumsum_ in place: a fresh [B, V] float64 block per token costs page faults in a process
+        # that has imported transformers (glibc then maps each such block anew; 6x this call's time).
+        cdf = torch.softmax(scores.float(), dim=-1).double().cumsum_(dim=-1)
         u = torch.rand(scores.shape[0], 1, dtype=torch.float64, device=scores.device) * cdf[:, -1:]
         token = torch.searchsorted(cdf, u, right=True).clamp_max(scores.shape[-1] - 1)
         return torch.full_like(scores, float("-inf")).scatter_(1, token, 0.0)
