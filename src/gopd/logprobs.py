@@ -44,7 +44,7 @@ def token_logprobs(logits: Tensor, targets: Tensor, *, chunk_size: int = DEFAULT
     return out.reshape(targets.shape)
 
 
-def compute_dtype(hidden: Tensor, weight: Tensor) -> torch.dtype:
+def _compute_dtype(hidden: Tensor, weight: Tensor) -> torch.dtype:
     """The dtype ``linear(hidden, weight)`` produces here: autocast's, or the operands'."""
     dev = hidden.device.type
     if torch.is_autocast_enabled(dev):
@@ -52,38 +52,54 @@ def compute_dtype(hidden: Tensor, weight: Tensor) -> torch.dtype:
     return torch.promote_types(hidden.dtype, weight.dtype)
 
 
-class HeadLogSoftmax:
-    """``log_softmax(linear(h, W, b) / temperature)`` in fp32 for chunks of hidden rows, written
-    into ``[rows, V]`` buffers kept from call to call (each result is a view that the next call
-    overwrites). A fresh block of that size costs page faults on a CPU (~30 ms per 78 MB measured
-    on the 2-core machine); the ops are the ones ``linear`` and ``log_softmax`` run, so the values
-    are bitwise theirs."""
+class Blocks:
+    """Named blocks kept from call to call; each call hands out a view of the first ``shape[0]``
+    rows. On a CPU a fresh ``[chunk, V]`` block costs page faults (~30 ms per 78 MB on the 2-core
+    machine), and ``out=`` runs the same kernels as the allocating call, so values are bitwise equal."""
 
     def __init__(self):
-        self.logits = self.logits32 = self.logp = None
+        self.blocks: dict[str, Tensor] = {}
 
-    def _buffers(self, n: int, vocab: int, dtype: torch.dtype, device) -> None:
-        if self.logp is None or self.logp.shape[0] < n or self.logp.shape[1] != vocab or self.logits.dtype != dtype:
-            shape = (max(n, 1), vocab)
-            self.logits = torch.empty(shape, dtype=dtype, device=device)
-            self.logits32 = self.logits if dtype == torch.float32 else torch.empty(shape, device=device)
-            self.logp = torch.empty(shape, device=device)
+    def __call__(self, name: str, shape, dtype: torch.dtype, device) -> Tensor:
+        buf = self.blocks.get(name)
+        if (buf is None or buf.shape[0] < shape[0] or buf.shape[1:] != tuple(shape[1:]) or buf.dtype != dtype
+                or buf.device != torch.device(device)):
+            buf = self.blocks[name] = torch.empty(shape, dtype=dtype, device=device)
+        return buf[: shape[0]]
+
+    def like(self, name: str, x: Tensor, dtype: torch.dtype | None = None) -> Tensor:
+        return self(name, x.shape, dtype or x.dtype, x.device)
+
+
+class HeadLogSoftmax:
+    """``log_softmax(linear(h, W, b) / temperature)`` in fp32 for chunks of hidden rows, in
+    ``Blocks`` (each result is a view that the next call overwrites); the ops are the ones
+    ``linear`` and ``log_softmax`` run, so the values are bitwise theirs."""
+
+    def __init__(self):
+        self.blocks = Blocks()
 
     def __call__(self, h: Tensor, weight: Tensor, bias: Tensor | None = None, temperature: float = 1.0,
                  dtype: torch.dtype | None = None) -> Tensor:
-        """``dtype``: the logits' compute dtype (default ``compute_dtype``; backward passes forward's)."""
-        n, dtype = h.shape[0], dtype or compute_dtype(h, weight)
-        self._buffers(n, weight.shape[0], dtype, h.device)
-        z = self.logits[:n]
+        """``dtype``: the logits' compute dtype (default: what ``linear`` would use here)."""
+        dtype = dtype or _compute_dtype(h, weight)
+        shape = (h.shape[0], weight.shape[0])
+        z = self.blocks("logits", shape, dtype, h.device)
         if bias is None:
             torch.mm(h.to(dtype), weight.to(dtype).t(), out=z)
         else:  # addmm, as linear with a bias
             torch.addmm(bias.to(dtype), h.to(dtype), weight.to(dtype).t(), out=z)
         if temperature != 1.0:
             z.div_(temperature)
-        if dtype != torch.float32:
-            z = self.logits32[:n].copy_(z)
-        return torch._log_softmax(z, -1, False, out=self.logp[:n])  # log_softmax's kernel, into a buffer
+        z = self.spare(h.shape[0], h.device).copy_(z) if dtype != torch.float32 else z
+        return torch._log_softmax(z, -1, False, out=self.blocks("logp", shape, torch.float32, h.device))
+
+    def spare(self, n: int, device) -> Tensor:
+        """The fp32 logits block ``[n, V]``: free again once a call has returned its log-softmax."""
+        logits = self.blocks.blocks["logits"]
+        if logits.dtype == torch.float32:
+            return logits[:n]
+        return self.blocks("logits32", (n, logits.shape[1]), torch.float32, device)
 
 
 class _HeadTokenLogp(torch.autograd.Function):
@@ -99,7 +115,7 @@ class _HeadTokenLogp(torch.autograd.Function):
             logp = head(hidden[i : i + chunk_size], weight, bias, temperature)
             out[i : i + logp.shape[0]] = logp.gather(-1, targets[i : i + chunk_size, None]).squeeze(-1)
         ctx.save_for_backward(hidden, weight, bias, targets)
-        ctx.settings = (temperature, chunk_size, compute_dtype(hidden, weight))
+        ctx.settings = (temperature, chunk_size, _compute_dtype(hidden, weight))
         return out
 
     @staticmethod
@@ -111,7 +127,6 @@ class _HeadTokenLogp(torch.autograd.Function):
         g_h = torch.zeros_like(hidden) if want_h else None
         g_w = g_b = None
         head = HeadLogSoftmax()
-        g_out = torch.empty((min(chunk_size, n), weight.shape[0]), device=hidden.device)
         w = weight.to(dtype)
         with torch.autocast(hidden.device.type, enabled=False):
             # Last chunk first: the order autograd summed per-chunk weight gradients in, so the sum
@@ -120,11 +135,11 @@ class _HeadTokenLogp(torch.autograd.Function):
                 h = hidden[i : i + chunk_size]
                 k = h.shape[0]
                 logp = head(h, weight, bias, temperature, dtype)
-                go = g_out[:k].zero_().scatter_(-1, targets[i : i + k, None], g[i : i + k, None].float())
-                gz = torch._log_softmax_backward_data(go, logp, -1, torch.float32, out=head.logits32[:k])
+                go = head.blocks("grad", (k, weight.shape[0]), torch.float32, hidden.device).zero_().scatter_(-1, targets[i : i + k, None], g[i : i + k, None].float())
+                gz = torch._log_softmax_backward_data(go, logp, -1, torch.float32, out=head.spare(k, hidden.device))
                 gz = gz.to(dtype)
                 if temperature != 1.0:
-                    gz = gz / temperature
+                    gz = gz.div_(temperature)  # gz is a kept block or a fresh cast: in place is safe
                 if want_h:
                     g_h[i : i + k] = torch.mm(gz, w).to(hidden.dtype)
                 if want_w:

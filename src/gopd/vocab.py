@@ -27,7 +27,7 @@ import torch
 from torch import Tensor
 
 from gopd import objective
-from gopd.logprobs import DEFAULT_CHUNK, HeadLogSoftmax
+from gopd.logprobs import DEFAULT_CHUNK, Blocks, HeadLogSoftmax
 from gopd.scoring import Scorer, pack
 from gopd.strategy import body
 
@@ -99,22 +99,7 @@ def _rowdot(a: Tensor, b: Tensor) -> Tensor:
     return torch.bmm(a.unsqueeze(1), b.unsqueeze(2)).view(-1)
 
 
-class _Scratch:
-    """Named ``[n, V]`` blocks kept from chunk to chunk, as ``HeadLogSoftmax`` keeps its own (a fresh
-    block costs page faults on a CPU); ``out=`` runs the same kernels, so values are bitwise equal."""
-
-    def __init__(self):
-        self.blocks: dict[str, Tensor] = {}
-
-    def __call__(self, name: str, like: Tensor, dtype: torch.dtype | None = None) -> Tensor:
-        dtype = dtype or like.dtype
-        buf = self.blocks.get(name)
-        if buf is None or buf.shape[0] < like.shape[0] or buf.shape[1:] != like.shape[1:] or buf.dtype != dtype:
-            buf = self.blocks[name] = torch.empty(like.shape, dtype=dtype, device=like.device)
-        return buf[: like.shape[0]]
-
-
-def _chunk_stats(s: Tensor, q: Tensor, r: Tensor | None, adv: Tensor, grad_scale: float | None, scratch: _Scratch):
+def _chunk_stats(s: Tensor, q: Tensor, r: Tensor | None, adv: Tensor, grad_scale: float | None, scratch: Blocks):
     """One chunk's loss terms ``[n]``, diagnostics ``{name: [n]}`` and logit gradient ``[n, V]``.
 
     The quantities of ``objective.vocab_opd_loss_terms``, ``vocab_diagnostic_terms`` and
@@ -122,20 +107,20 @@ def _chunk_stats(s: Tensor, q: Tensor, r: Tensor | None, adv: Tensor, grad_scale
     fewer ``[n, V]`` passes; the chunked == naive tests pin that they agree. Overwrites ``q``; the
     gradient is a view of a scratch block, valid until the next chunk.
     """
-    p = torch.exp(s, out=scratch("p", s))
-    pa = torch.mul(p, adv, out=scratch("pa", s))
+    p = torch.exp(s, out=scratch.like("p", s))
+    pa = torch.mul(p, adv, out=scratch.like("pa", s))
     e = pa.sum(-1)                                    # E_pi[A]: the loss term is -e
-    diag = {"pos_mass": torch.clamp_min(pa, 0, out=scratch("tmp", s)).sum(-1)}
+    diag = {"pos_mass": torch.clamp_min(pa, 0, out=scratch.like("tmp", s)).sum(-1)}
     diag["neg_mass"] = diag["pos_mass"] - e           # sum pi A- = sum pi A+ - sum pi A
-    up = torch.gt(adv, 0, out=scratch("up", s, torch.bool))
-    diag["pos_frac"] = _rowdot(p, scratch("tmp", s).copy_(up))
+    up = torch.gt(adv, 0, out=scratch.like("up", s, torch.bool))
+    diag["pos_frac"] = _rowdot(p, scratch.like("tmp", s).copy_(up))
     same = r is q
     gap = q.sub_(s)                                   # q - s, in place (q is not needed after this)
     diag["teacher_kl"] = -_rowdot(p, gap)
     if same:
         diag["ref_kl"] = diag["teacher_kl"]
     elif r is not None:
-        diag["ref_kl"] = _rowdot(p, torch.sub(s, r, out=scratch("tmp", s)))
+        diag["ref_kl"] = _rowdot(p, torch.sub(s, r, out=scratch.like("tmp", s)))
     diag["shock"] = _rowdot(p, gap.abs_())
     gz = None
     if grad_scale is not None:                        # -p (A - E[A]) / N, in place of pa
@@ -210,7 +195,7 @@ def _run(plan: _Plan, hidden: Tensor, weight: Tensor, bias: Tensor | None, chunk
     g_h = torch.zeros_like(hidden) if want[0] else None
     g_w = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device) if want[1] else None
     g_b = torch.zeros(bias.shape, dtype=torch.float32, device=bias.device) if want[2] else None
-    student, scratch = HeadLogSoftmax(), _Scratch()
+    student, scratch = HeadLogSoftmax(), Blocks()  # [n, V] blocks kept from chunk to chunk
     for t_name, r_name, rows, cols in plan.groups():
         for i in range(0, rows.numel(), chunk_size):
             rc, cc = rows[i : i + chunk_size], cols[i : i + chunk_size]
