@@ -407,7 +407,7 @@ class Loss(Keys):
     eps_low: Number = F("PPO clip below: ratio floor 1 - eps_low", ge=0, lt=1)
     eps_high: Number = F("PPO clip above: ratio ceiling 1 + eps_high", ge=0)
     tis_cap: Number = F("cap of the truncated importance weight when rollouts come from another engine", gt=0)
-    chunk_size: Int = F("positions per chunk through the LM heads (memory: chunk x vocab fp32)", ge=1)
+    chunk_size: Int = F("positions per chunk through the LM heads (memory: a few chunk x vocab fp32 blocks)", ge=1)
     dual_clip: Optional[Annotated[Number, Field(gt=1)]] = F(
         "PPO dual clip c (verl's clip_ratio_c, 3): where A < 0 the surrogate is at least c A; null = off", None)
 
