@@ -78,6 +78,13 @@ class HeadLogSoftmax:
 
     def __init__(self):
         self.blocks = Blocks()
+        self._cast = None  # (weight, its version, dtype, the cast): one cast per weight, as autocast caches it
+
+    def weight_as(self, weight: Tensor, dtype: torch.dtype) -> Tensor:
+        """``weight`` in ``dtype``, cast once while the weight is unchanged (not once per chunk)."""
+        if self._cast is None or self._cast[0] is not weight or self._cast[1:3] != (weight._version, dtype):
+            self._cast = (weight, weight._version, dtype, weight.to(dtype))
+        return self._cast[3]
 
     def __call__(self, h: Tensor, weight: Tensor, bias: Tensor | None = None, temperature: float = 1.0,
                  dtype: torch.dtype | None = None) -> Tensor:
@@ -85,21 +92,20 @@ class HeadLogSoftmax:
         dtype = dtype or _compute_dtype(h, weight)
         shape = (h.shape[0], weight.shape[0])
         z = self.blocks("logits", shape, dtype, h.device)
+        w_t = self.weight_as(weight, dtype).t()
         if bias is None:
-            torch.mm(h.to(dtype), weight.to(dtype).t(), out=z)
+            torch.mm(h.to(dtype), w_t, out=z)
         else:  # addmm, as linear with a bias
-            torch.addmm(bias.to(dtype), h.to(dtype), weight.to(dtype).t(), out=z)
+            torch.addmm(bias.to(dtype), h.to(dtype), w_t, out=z)
         if temperature != 1.0:
             z.div_(temperature)
-        z = self.spare(h.shape[0], h.device).copy_(z) if dtype != torch.float32 else z
+        z = self.spare(shape, dtype, h.device).copy_(z) if dtype != torch.float32 else z
         return torch._log_softmax(z, -1, False, out=self.blocks("logp", shape, torch.float32, h.device))
 
-    def spare(self, n: int, device) -> Tensor:
-        """The fp32 logits block ``[n, V]``: free again once a call has returned its log-softmax."""
-        logits = self.blocks.blocks["logits"]
-        if logits.dtype == torch.float32:
-            return logits[:n]
-        return self.blocks("logits32", (n, logits.shape[1]), torch.float32, device)
+    def spare(self, shape, dtype: torch.dtype, device) -> Tensor:
+        """The fp32 logits block (the logits' own block when they are fp32): free again once a call
+        has returned its log-softmax."""
+        return self.blocks("logits" if dtype == torch.float32 else "logits32", shape, torch.float32, device)
 
 
 class _HeadTokenLogp(torch.autograd.Function):
@@ -110,12 +116,12 @@ class _HeadTokenLogp(torch.autograd.Function):
     @staticmethod
     def forward(ctx, hidden, weight, bias, targets, temperature, chunk_size):
         out = torch.empty(hidden.shape[0], dtype=torch.float32, device=hidden.device)
-        head = HeadLogSoftmax()
+        head, dtype = HeadLogSoftmax(), _compute_dtype(hidden, weight)
         for i in range(0, hidden.shape[0], chunk_size):
-            logp = head(hidden[i : i + chunk_size], weight, bias, temperature)
+            logp = head(hidden[i : i + chunk_size], weight, bias, temperature, dtype)
             out[i : i + logp.shape[0]] = logp.gather(-1, targets[i : i + chunk_size, None]).squeeze(-1)
         ctx.save_for_backward(hidden, weight, bias, targets)
-        ctx.settings = (temperature, chunk_size, _compute_dtype(hidden, weight))
+        ctx.settings = (temperature, chunk_size, dtype)
         return out
 
     @staticmethod
@@ -127,7 +133,7 @@ class _HeadTokenLogp(torch.autograd.Function):
         g_h = torch.zeros_like(hidden) if want_h else None
         g_w = g_b = None
         head = HeadLogSoftmax()
-        w = weight.to(dtype)
+        w = head.weight_as(weight, dtype)
         with torch.autocast(hidden.device.type, enabled=False):
             # Last chunk first: the order autograd summed per-chunk weight gradients in, so the sum
             # is bitwise the checkpointed path's.
@@ -135,8 +141,11 @@ class _HeadTokenLogp(torch.autograd.Function):
                 h = hidden[i : i + chunk_size]
                 k = h.shape[0]
                 logp = head(h, weight, bias, temperature, dtype)
-                go = head.blocks("grad", (k, weight.shape[0]), torch.float32, hidden.device).zero_().scatter_(-1, targets[i : i + k, None], g[i : i + k, None].float())
-                gz = torch._log_softmax_backward_data(go, logp, -1, torch.float32, out=head.spare(k, hidden.device))
+                shape = (k, weight.shape[0])
+                go = head.blocks("grad", shape, torch.float32, hidden.device).zero_()
+                go.scatter_(-1, targets[i : i + k, None], g[i : i + k, None].float())  # upstream at the targets
+                gz = torch._log_softmax_backward_data(go, logp, -1, torch.float32,
+                                                      out=head.spare(shape, dtype, hidden.device))
                 gz = gz.to(dtype)
                 if temperature != 1.0:
                     gz = gz.div_(temperature)  # gz is a kept block or a fresh cast: in place is safe
